@@ -1,0 +1,210 @@
+"""Static configuration: a TOML file validated on load, with defaults that make it optional.
+
+Lookup order: `--config PATH`, then `$AIGW_CONFIG`, then `/etc/aigw/aigw.toml` when it exists,
+then `./var/aigw.toml` when it exists, else the built-in defaults (development). Everything an
+admin changes at run time lives in the database instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/aigw/aigw.toml")
+DEV_CONFIG = Path("var/aigw.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SERIES = ("G", "S")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where the gateway listens and how much it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where the box keeps its database and secrets."""
+
+    dir: str = "var"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Timeouts (seconds) for every call to a provider."""
+
+    connect_timeout: float = 5.0
+    first_byte_timeout: float = 120.0
+    idle_timeout: float = 60.0
+    # Anthropic requires max_tokens; an OpenAI-style request without one gets this.
+    default_max_tokens: int = 4096
+    # Cap on a provider's Retry-After passed to clients (the Anthropic SDK waits whatever it says).
+    max_retry_after: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class UsageConfig:
+    """The usage writer's group commit."""
+
+    batch_max: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Logging."""
+
+    level: str = "info"
+    access_log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BoxConfig:
+    """What kind of box this is."""
+
+    series: str = "G"
+    name: str = "aigw"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole static configuration, validated."""
+
+    box: BoxConfig = field(default_factory=BoxConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    usage: UsageConfig = field(default_factory=UsageConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "<defaults>"
+
+    @property
+    def state_dir(self) -> Path:
+        """The state directory, absolute."""
+        return Path(self.state.dir).expanduser().resolve()
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite database file."""
+        return self.state_dir / "aigw.db"
+
+
+_SECTIONS: dict[str, type] = {
+    "box": BoxConfig,
+    "server": ServerConfig,
+    "state": StateConfig,
+    "upstream": UpstreamConfig,
+    "usage": UsageConfig,
+    "log": LogConfig,
+}
+
+
+def _type_name(tp: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[tp]
+
+
+def _check_value(section: str, key: str, tp: type, value: Any) -> Any:
+    """Type-check one value; ints are accepted where floats are expected."""
+    where = f"[{section}] {key}"
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (tp is int and isinstance(value, bool)) or not isinstance(value, tp):
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _validate(cfg: Config) -> None:
+    """Range checks that need more than a type."""
+    s, u = cfg.server, cfg.upstream
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"[server] port must be 1-65535, got {s.port}")
+    try:
+        ipaddress.ip_address(s.host)
+    except ValueError:
+        if s.host != "localhost":
+            raise ConfigError(
+                f"[server] host must be an IP address or 'localhost', got {s.host!r}"
+            ) from None
+    if s.max_body_bytes < 1024:
+        raise ConfigError(f"[server] max_body_bytes must be at least 1024, got {s.max_body_bytes}")
+    for name in ("connect_timeout", "first_byte_timeout", "idle_timeout"):
+        if getattr(u, name) <= 0:
+            raise ConfigError(f"[upstream] {name} must be > 0 seconds, got {getattr(u, name)}")
+    if u.default_max_tokens < 1:
+        raise ConfigError("[upstream] default_max_tokens must be >= 1")
+    if u.max_retry_after < 0:
+        raise ConfigError("[upstream] max_retry_after must be >= 0")
+    if cfg.usage.batch_max < 1:
+        raise ConfigError("[usage] batch_max must be >= 1")
+    if cfg.log.level not in LOG_LEVELS:
+        raise ConfigError(f"[log] level must be one of {', '.join(LOG_LEVELS)}")
+    if cfg.box.series not in SERIES:
+        raise ConfigError(
+            f"[box] series must be one of {', '.join(SERIES)}, got {cfg.box.series!r}"
+        )
+
+
+def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build a validated Config from parsed TOML; unknown keys are refused by name."""
+    sections: dict[str, Any] = {}
+    for name, raw in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            allowed = ", ".join(f"[{n}]" for n in _SECTIONS)
+            raise ConfigError(f"{source}: unknown section [{name}]; allowed: {allowed}")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in raw.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{source}: unknown key [{name}] {key}; allowed: {', '.join(known)}"
+                )
+            tp = type(getattr(cls(), key))
+            values[key] = _check_value(name, key, tp, value)
+        sections[name] = cls(**values)
+    cfg = Config(**sections, source=source)
+    try:
+        _validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return cfg
+
+
+def find_config_path(explicit: str | None = None) -> Path | None:
+    """The config file to read, or None for built-in defaults."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("AIGW_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in (SYSTEM_CONFIG, DEV_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Load and validate the configuration; a named file that is missing is an error."""
+    path = find_config_path(explicit)
+    if path is None:
+        return Config()
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,1 @@
+"""HTTP endpoints: thin handlers that validate and hand over to `gateway.dispatch`."""

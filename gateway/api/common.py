@@ -1,0 +1,33 @@
+"""What the endpoint handlers share: the app key for the gateway state and model resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.body import optional, read_json, require
+from gateway.calls import Call
+from gateway.providers.base import Adapter
+from gateway.state import Gateway
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+async def begin(request: web.Request, endpoint: str) -> tuple[Gateway, Call, dict[str, Any]]:
+    """Read the body and note which endpoint this call is."""
+    gw = request.app[GATEWAY]
+    call: Call = request["call"]
+    call.endpoint = endpoint
+    body = await read_json(request, gw.cfg.server.max_body_bytes)
+    return gw, call, body
+
+
+def route(gw: Gateway, call: Call, body: dict[str, Any]) -> Adapter:
+    """Resolve the model alias and fill in the call's routing fields."""
+    alias = require(body, "model", str)
+    call.model = alias
+    call.stream = bool(optional(body, "stream", bool))
+    model, adapter = gw.resolve(alias)
+    call.provider, call.upstream_model = adapter.name, model.upstream_model
+    return adapter

@@ -1,0 +1,34 @@
+"""One request's record: who called what, how it went, and what it used."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gateway.usage import Usage
+
+
+@dataclass(slots=True)
+class Call:
+    """The per-request context that follows a request through the gateway."""
+
+    trace_id: str
+    traceparent: str
+    api: str
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    model: str = ""
+    provider: str = ""
+    upstream_model: str = ""
+    stream: bool = False
+    status: int = 200
+    error: str | None = None
+    upstream_error: str | None = None
+    first_byte: float | None = None
+    usage: Usage = field(default_factory=Usage)
+    recorded: bool = False
+
+    def mark_first_byte(self) -> None:
+        """Note the time the first byte of the answer reached the client."""
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()

@@ -1,0 +1,1 @@
+"""Provider adapters: one per wire protocol, each knowing its URLs, headers and errors."""

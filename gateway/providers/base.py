@@ -1,0 +1,234 @@
+"""What every provider adapter shares: the pooled session, timeouts and error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.catalog import ProviderDef
+from gateway.errors import (
+    GatewayError,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-call upstream timeouts, in seconds."""
+
+    connect: float
+    first_byte: float
+    idle: float
+    max_retry_after: int = 60
+
+
+class Adapter:
+    """One provider: its pooled HTTP session and how to address and authenticate to it."""
+
+    protocol = "openai"
+
+    def __init__(self, provider: ProviderDef, timeouts: Timeouts) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.timeouts = timeouts
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The provider's one pooled session, created on first use (needs a running loop)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=self.timeouts.connect, sock_connect=self.timeouts.connect
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the pooled session."""
+        if self._session is not None:
+            await self._session.close()
+
+    def credential(self) -> str:
+        """The API key, or a 503 that says how to provide it."""
+        key = self.provider.api_key()
+        if not key:
+            env = self.provider.api_key_env
+            hint = f"set {env} in the gateway's environment" if env else "configure its API key"
+            raise ServiceUnavailable(
+                f"provider {self.name!r} has no API key available; {hint}",
+                code="provider_credentials_missing",
+            )
+        return key
+
+    def url(self, endpoint: str, upstream_model: str) -> str:
+        """The URL of `endpoint` ("chat", "chat_stream", "completions", "embeddings")."""
+        raise NotImplementedError
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate the box to this provider."""
+        raise NotImplementedError
+
+    def error_message(self, body: Any) -> str | None:
+        """The provider's own error message from its error envelope (OpenAI and Azure shape)."""
+        if isinstance(body, dict):
+            err = body.get("error")
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                return err["message"]
+        return None
+
+    async def post(
+        self, url: str, body: bytes, trace_headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """POST and wait for the response headers; an HTTP error is raised as a GatewayError."""
+        headers = {"Content-Type": "application/json", **self.auth_headers(), **trace_headers}
+        try:
+            async with asyncio.timeout(self.timeouts.first_byte):
+                resp = await self.session.post(url, data=body, headers=headers)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"provider {self.name!r} sent no response within "
+                f"{self.timeouts.first_byte:g} s; retry later or raise "
+                "[upstream] first_byte_timeout"
+            ) from None
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamError(
+                f"cannot reach provider {self.name!r}: {_describe(exc)}",
+                code="upstream_unreachable",
+            ) from None
+        if resp.status >= 400:
+            try:
+                raise await self._http_error(resp)
+            finally:
+                resp.release()
+        return resp
+
+    async def read_json(self, resp: aiohttp.ClientResponse) -> tuple[bytes, Any]:
+        """Read a whole JSON body under the idle timeout; garbage becomes a 502."""
+        try:
+            async with asyncio.timeout(self.timeouts.idle):
+                raw = await resp.read()
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"provider {self.name!r} stalled while sending its response"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(
+                f"provider {self.name!r} cut its response short: {_describe(exc)}",
+                code="upstream_disconnected",
+            ) from None
+        finally:
+            resp.release()
+        try:
+            return raw, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"provider {self.name!r} returned a response that is not valid JSON",
+                code="upstream_bad_response",
+            ) from None
+
+    async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+        """Yield the SSE events (raw bytes, without the blank line) of each read, batched.
+
+        Each read has the idle timeout; a cut or stalled stream raises a GatewayError. The
+        caller releases `resp` (an unfinished response then closes its connection).
+        """
+        buf = b""
+        idle = self.timeouts.idle
+        content = resp.content
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    data = await content.readany()
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"provider {self.name!r} stopped sending the stream for {idle:g} s",
+                    code="upstream_stream_stalled",
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(
+                    f"provider {self.name!r} cut the stream: {_describe(exc)}",
+                    code="upstream_disconnected",
+                ) from None
+            if not data:
+                break
+            buf += data
+            if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
+                continue
+            if b"\r" in buf:
+                buf = buf.replace(b"\r\n", b"\n")
+            *complete, buf = buf.split(b"\n\n")
+            yield complete
+        if buf.strip():
+            yield [buf]
+
+    async def _http_error(self, resp: aiohttp.ClientResponse) -> GatewayError:
+        """Turn an upstream HTTP error into the error the client should see."""
+        try:
+            async with asyncio.timeout(self.timeouts.idle):
+                raw = await resp.content.read(_ERROR_BODY_LIMIT)
+            detail = self.error_message(orjson.loads(raw))
+        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
+            detail = None
+        status = resp.status
+        said = f": {detail}" if detail else ""
+        if status == 429:
+            retry = _retry_after(resp.headers.get("Retry-After"), self.timeouts.max_retry_after)
+            return UpstreamRateLimited(
+                f"provider {self.name!r} is rate limiting the box{said}; retry in {retry} s",
+                retry_after=retry,
+            )
+        if status in (401, 403):
+            return UpstreamError(
+                f"provider {self.name!r} rejected the box's credentials (HTTP {status}); "
+                "an administrator must check its API key",
+                code="upstream_auth_failed",
+            )
+        if status == 404:
+            return UpstreamError(
+                f"provider {self.name!r} does not know the requested model or endpoint"
+                f" (HTTP 404){said}; an administrator must check the model's upstream name",
+                code="upstream_not_found",
+            )
+        if status in (400, 413, 422):
+            return UpstreamRejected(
+                f"provider {self.name!r} rejected the request{said}", status=status
+            )
+        if status in (503, 529):
+            return UpstreamError(
+                f"provider {self.name!r} is overloaded (HTTP {status}){said}; retry later",
+                code="upstream_overloaded",
+                status=503,
+            )
+        return UpstreamError(f"provider {self.name!r} failed with HTTP {status}{said}")
+
+
+def _retry_after(value: str | None, cap: int) -> int:
+    """A Retry-After in whole seconds, capped (the Anthropic SDK waits whatever it is told)."""
+    try:
+        seconds = int(float(value)) if value else 1
+    except ValueError:
+        seconds = 1
+    return max(1, min(seconds, cap))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:300]

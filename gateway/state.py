@@ -1,0 +1,137 @@
+"""The gateway's in-memory state: the catalog snapshot, adapters, writer and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from typing import Any
+
+import sqlite_utils
+
+from appliance.config import Config
+from appliance.store import utcnow
+from appliance.writer import GroupCommitWriter
+from gateway.calls import Call
+from gateway.catalog import ModelDef, Snapshot, catalog_version, load_snapshot
+from gateway.errors import ModelNotFound
+from gateway.metrics import Metrics
+from gateway.providers.base import Adapter, Timeouts
+from gateway.providers.registry import make_adapter
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 1.0
+_USAGE_SQL = (
+    "INSERT INTO usage (trace_id, ts, api, endpoint, model, provider, upstream_model, stream, "
+    "status, error, input_tokens, output_tokens, cached_tokens, estimated, latency_ms, ttft_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Gateway:
+    """Everything the hot path reads, in memory; refreshed from SQLite when the catalog changes."""
+
+    def __init__(self, cfg: Config, db: sqlite_utils.Database) -> None:
+        self.cfg = cfg
+        self.db = db
+        u = cfg.upstream
+        self.timeouts = Timeouts(
+            u.connect_timeout, u.first_byte_timeout, u.idle_timeout, u.max_retry_after
+        )
+        self.writer = GroupCommitWriter(cfg.database_path, cfg.usage.batch_max)
+        self.metrics = Metrics()
+        self.snapshot = Snapshot(0, {}, {})
+        self.adapters: dict[str, Adapter] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the catalog, start the writer and the refresh loop."""
+        self.writer.start(asyncio.get_running_loop())
+        self.reload()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="aigw-catalog-refresh")
+
+    async def stop(self) -> None:
+        """Stop refreshing, close upstream sessions, flush the writer."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for adapter in self.adapters.values():
+            await adapter.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+
+    def reload(self) -> None:
+        """Swap in a fresh snapshot; adapters of unchanged providers keep their sessions."""
+        snap = load_snapshot(self.db)
+        adapters: dict[str, Adapter] = {}
+        for name, provider in snap.providers.items():
+            old = self.adapters.get(name)
+            if old is not None and old.provider == provider:
+                adapters[name] = old
+            else:
+                adapters[name] = make_adapter(provider, self.timeouts)
+                if old is not None:
+                    asyncio.get_running_loop().create_task(old.close())
+        for name, old in self.adapters.items():
+            if name not in adapters:
+                asyncio.get_running_loop().create_task(old.close())
+        self.snapshot, self.adapters = snap, adapters
+        log.info("catalog loaded: %d providers, %d models", len(snap.providers), len(snap.models))
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            try:
+                if catalog_version(self.db) != self.snapshot.version:
+                    self.reload()
+            except sqlite3.Error as exc:
+                log.warning("catalog refresh failed: %s", exc)
+
+    def resolve(self, alias: Any) -> tuple[ModelDef, Adapter]:
+        """The model definition and adapter for an alias, or a 404 that says where to look."""
+        model = self.snapshot.models.get(alias) if isinstance(alias, str) else None
+        if model is None:
+            raise ModelNotFound(
+                f"the model {alias!r} does not exist on this gateway; "
+                "GET /v1/models lists the models you can call",
+                param="model",
+            )
+        return model, self.adapters[model.provider]
+
+    def finish(self, call: Call) -> asyncio.Future[None]:
+        """Record metrics and queue the usage row; the future resolves when it is committed."""
+        call.recorded = True
+        now = time.perf_counter()
+        duration = now - call.started
+        ttft = call.first_byte - call.started if call.stream and call.first_byte else None
+        usage = call.usage
+        self.metrics.observe(
+            call.model or "-",
+            call.provider or "-",
+            call.status,
+            duration,
+            ttft,
+            usage,
+            call.upstream_error,
+        )
+        return self.writer.insert(
+            _USAGE_SQL,
+            (
+                call.trace_id,
+                utcnow(),
+                call.api,
+                call.endpoint,
+                call.model or "-",
+                call.provider or None,
+                call.upstream_model or None,
+                int(call.stream),
+                call.status,
+                call.error,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_tokens,
+                int(usage.estimated),
+                round(duration * 1000, 3),
+                round(ttft * 1000, 3) if ttft is not None else None,
+            ),
+        )
