@@ -162,7 +162,8 @@ def _estimate(call: Call, body: dict[str, Any], text: str) -> None:
     if call.usage.reported:
         return
     call.usage = Usage(
-        input_tokens=estimate_prompt(body),
+        # A partial report (Anthropic's message_start without a final count) keeps its input.
+        input_tokens=call.usage.input_tokens or estimate_prompt(body),
         output_tokens=count_text(text) if call.endpoint != "embeddings" else 0,
         estimated=True,
     )

@@ -94,6 +94,8 @@ class OpenAIDecoder(Decoder):
 class AnthropicDecoder(Decoder):
     """`event: NAME` / `data: {...}` pairs, ending with message_stop."""
 
+    _final_usage = False
+
     def decode(self, raw: bytes) -> Any:
         """(event name, data dict)."""
         event, data = _sse_fields(raw)
@@ -114,6 +116,8 @@ class AnthropicDecoder(Decoder):
             self._merge_delta_usage(obj.get("usage"))
         elif name == "message_stop":
             self.finished = True
+            if not self._final_usage:  # no final output count: the gateway must estimate
+                self.usage.reported = False
         elif name == "error":
             err = obj.get("error") or {}
             raise UpstreamError(
@@ -126,6 +130,7 @@ class AnthropicDecoder(Decoder):
         """message_delta carries cumulative output (and sometimes input) counts."""
         if not isinstance(usage, dict):
             return
+        self._final_usage = True
         merged = usage_from_anthropic({**_anthropic_usage_dict(self.usage), **usage})
         self.usage = merged
 

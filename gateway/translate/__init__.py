@@ -1,0 +1,1 @@
+"""Pure translation functions between the wire protocols the gateway speaks (OpenAI hub)."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: one gateway + fake providers stack per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import openai
+import pytest
+
+from tests.harness import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shared stack; tests must leave no fault queued behind."""
+    s = Stack(tmp_path_factory.mktemp("aigw-state")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "stack" in request.fixturenames:
+        s: Stack = request.getfixturevalue("stack")
+        for fake in s.fakes.values():
+            fake._faults.clear()
+            fake.cached_tokens = 0
+
+
+@pytest.fixture
+def oai(stack: Stack) -> openai.OpenAI:
+    """The official OpenAI SDK pointed at the gateway, without retries."""
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key="unused-until-auth", max_retries=0)
+
+
+@pytest.fixture
+def ant(stack: Stack) -> anthropic.Anthropic:
+    """The official Anthropic SDK pointed at the gateway, without retries."""
+    return anthropic.Anthropic(base_url=stack.url, api_key="unused-until-auth", max_retries=0)

@@ -1,0 +1,175 @@
+"""A gateway and the fake providers running on a private event loop in a background thread.
+
+Tests then drive them with the official, synchronous `openai` and `anthropic` SDKs over real
+loopback HTTP, exactly as an application on the LAN would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import socket
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import uvloop
+from aiohttp import web
+
+from appliance.config import parse_config
+from appliance.store import open_store
+from gateway import catalog
+from gateway.app import create_app
+from gateway.state import Gateway
+from tests.fakes import FakeAnthropic, FakeAzure, FakeGemini, FakeOpenAI, FakeUpstream
+
+T = TypeVar("T")
+
+# alias → (fake, provider kind, upstream model)
+MODELS = {
+    "oa": ("openai", "openai", "gpt-4o-mini"),
+    "an": ("anthropic", "anthropic", "claude-sonnet-4-5"),
+    "gm": ("gemini", "gemini", "gemini-2.5-flash"),
+    "az": ("azure", "azure-openai", "my-gpt4o-deployment"),
+    "oa-embed": ("openai", "openai", "text-embedding-3-small"),
+    "gm-embed": ("gemini", "gemini", "text-embedding-004"),
+    "az-embed": ("azure", "azure-openai", "my-embedding-deployment"),
+}
+CHAT_MODELS = ["oa", "an", "gm", "az"]
+KEY_ENV = {
+    "openai": "AIGW_TEST_OPENAI_KEY",
+    "anthropic": "AIGW_TEST_ANTHROPIC_KEY",
+    "gemini": "AIGW_TEST_GEMINI_KEY",
+    "azure": "AIGW_TEST_AZURE_KEY",
+}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopThread:
+    """An event loop (uvloop, as in production) on a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        """Run a coroutine on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        """Stop the loop and join the thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+class Stack:
+    """Four fake providers and one gateway configured to reach all of them."""
+
+    def __init__(self, state_dir: Path, **config: Any) -> None:
+        self.lt = LoopThread()
+        self.fakes: dict[str, FakeUpstream] = {
+            "openai": FakeOpenAI(),
+            "anthropic": FakeAnthropic(),
+            "gemini": FakeGemini(),
+            "azure": FakeAzure(),
+        }
+        self.port = free_port()
+        raw = {
+            "server": {"port": self.port, "max_body_bytes": 64 * 1024},
+            "state": {"dir": str(state_dir)},
+            "upstream": {"connect_timeout": 2, "first_byte_timeout": 2, "idle_timeout": 1},
+        }
+        for section, values in config.items():
+            raw.setdefault(section, {}).update(values)
+        self.cfg = parse_config(raw)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runner: web.AppRunner | None = None
+        self.gateway: Gateway | None = None
+
+    def start(self) -> Stack:
+        """Start the fakes, register them, start the gateway."""
+        for name, fake in self.fakes.items():
+            self.lt.run(fake.start())
+            os.environ[KEY_ENV[name]] = fake.key
+        self.db = open_store(self.cfg.database_path)
+        for name, fake in self.fakes.items():
+            kind = {"azure": "azure-openai"}.get(name, name)
+            base = fake.url + "/v1" if name == "openai" else fake.url
+            catalog.add_provider(
+                self.db, catalog.validate_provider(f"fake-{name}", kind, base, KEY_ENV[name])
+            )
+        for alias, (fake_name, _, upstream) in MODELS.items():
+            catalog.add_model(self.db, catalog.ModelDef(alias, f"fake-{fake_name}", upstream))
+        self.lt.run(self._start_gateway())
+        return self
+
+    async def _start_gateway(self) -> None:
+        self.gateway = Gateway(self.cfg, open_store(self.cfg.database_path))
+        self.runner = web.AppRunner(
+            create_app(self.gateway), handler_cancellation=True, access_log=None
+        )
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    def stop(self) -> None:
+        """Stop everything."""
+        if self.runner is not None:
+            self.lt.run(self.runner.cleanup())
+        for fake in self.fakes.values():
+            self.lt.run(fake.stop())
+        self.lt.stop()
+
+    def fake_for(self, alias: str) -> FakeUpstream:
+        """The fake provider behind a model alias."""
+        return self.fakes[MODELS[alias][0]]
+
+    def usage_rows(self, trace_id: str | None = None) -> list[dict[str, Any]]:
+        """Committed usage rows, newest last (optionally for one trace id)."""
+        db = open_store(self.cfg.database_path)
+        try:
+            if trace_id is None:
+                return list(db.query("SELECT * FROM usage ORDER BY id"))
+            return list(db.query("SELECT * FROM usage WHERE trace_id = ? ORDER BY id", [trace_id]))
+        finally:
+            db.conn.close()
+
+
+@dataclass
+class Reply:
+    """A plain HTTP reply."""
+
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.content)
+
+
+def request(
+    stack: Stack,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One raw HTTP request to the gateway (for what the SDKs cannot send)."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
