@@ -84,14 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
     from gateway.catalog import PROVIDER_KINDS
 
+    config_help = "TOML config file (default: $AIGW_CONFIG, /etc/aigw/aigw.toml, ./var/aigw.toml)"
+    # Accepted before or after the subcommand; SUPPRESS keeps a subcommand from resetting it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        help="TOML config file (default: $AIGW_CONFIG, /etc/aigw/aigw.toml, ./var/aigw.toml)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="aigw", parents=[common], description="The aigw AI gateway appliance."
-    )
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+    parser = argparse.ArgumentParser(prog="aigw", description="The aigw AI gateway appliance.")
+    parser.add_argument("--config", default=None, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", parents=[common], help="run the gateway in the foreground")

@@ -170,7 +170,10 @@ def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:
                     f"{source}: unknown key [{name}] {key}; allowed: {', '.join(known)}"
                 )
             tp = type(getattr(cls(), key))
-            values[key] = _check_value(name, key, tp, value)
+            try:
+                values[key] = _check_value(name, key, tp, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
         sections[name] = cls(**values)
     cfg = Config(**sections, source=source)
     try:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gateway.api import anthropic, health, openai
-from gateway.api.common import GATEWAY
+from gateway.api.common import CALL, GATEWAY
 from gateway.calls import Call
 from gateway.envelopes import ANTHROPIC, OPENAI, error_response
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, UpstreamError
@@ -39,7 +39,7 @@ async def data_plane(request: web.Request, handler: Handler) -> web.StreamRespon
     api = ANTHROPIC if request.path.startswith("/v1/messages") else OPENAI
     trace_id, traceparent = trace_ids(request.headers)
     call = Call(trace_id, traceparent, api, "")
-    request["call"] = call
+    request[CALL] = call
     gw = request.app[GATEWAY]
     try:
         resp = await handler(request)

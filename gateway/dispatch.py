@@ -85,6 +85,8 @@ def _upstream_request(
         if up == "anthropic":
             return "chat", {**body, "model": model}
         body = ta.anthropic_request_to_openai(body, model)
+        if up == "openai" and "max_completion_tokens" in body:
+            body[adapter.token_limit_field] = body.pop("max_completion_tokens")
     # From here `body` is an OpenAI chat request.
     if up == "openai":
         return "chat", _with_usage({**body, "model": model}, call.stream)

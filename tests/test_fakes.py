@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anthropic
@@ -87,12 +87,35 @@ async def azure() -> AsyncIterator[FakeAzure]:
         yield fake
 
 
-def oai_client(fake: FakeOpenAI, **kw: Any) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key=fake.key, max_retries=0, **kw)
+_sdk_clients: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 
 
-def ant_client(fake: FakeAnthropic, **kw: Any) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=fake.url, api_key=fake.key, max_retries=0, **kw)
+@pytest.fixture(autouse=True)
+async def _close_sdk_clients() -> AsyncIterator[None]:
+    yield
+    while _sdk_clients:
+        await _sdk_clients.pop().close()
+
+
+C = TypeVar("C", openai.AsyncOpenAI, anthropic.AsyncAnthropic)
+
+
+def track(client: C) -> C:
+    """Close the client at the end of the test."""
+    _sdk_clients.append(client)
+    return client
+
+
+def oai_client(fake: FakeOpenAI, key: str | None = None, **kw: Any) -> openai.AsyncOpenAI:
+    return track(
+        openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key=key or fake.key, max_retries=0, **kw)
+    )
+
+
+def ant_client(fake: FakeAnthropic, key: str | None = None) -> anthropic.AsyncAnthropic:
+    return track(
+        anthropic.AsyncAnthropic(base_url=fake.url, api_key=key or fake.key, max_retries=0)
+    )
 
 
 # --- OpenAI -------------------------------------------------------------------------------------
@@ -234,9 +257,7 @@ async def test_openai_embeddings_and_models(oai: FakeOpenAI, http: aiohttp.Clien
 
 async def test_openai_errors(oai: FakeOpenAI, http: aiohttp.ClientSession) -> None:
     with pytest.raises(openai.AuthenticationError) as auth:
-        await openai.AsyncOpenAI(
-            base_url=oai.url + "/v1", api_key="sk-wrong", max_retries=0
-        ).chat.completions.create(model="m", messages=USER)
+        await oai_client(oai, "sk-wrong").chat.completions.create(model="m", messages=USER)
     assert auth.value.code == "invalid_api_key" and auth.value.type == "invalid_request_error"
     client = oai_client(oai)
     oai.inject(Fault("status", status=429, retry_after="7", message="slow down"))
@@ -292,7 +313,8 @@ async def test_anthropic_messages_sdk(ant: FakeAnthropic) -> None:
     assert msg.content[0].type == "text"
     assert msg.content[0].text == hello("fake-anthropic", "hi there")
     assert (msg.stop_reason, msg.stop_sequence) == ("end_turn", None)
-    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (5, 7)
+    # input_tokens excludes cache reads, as in the real API: 5 prompt tokens, 3 of them cached.
+    assert (msg.usage.input_tokens, msg.usage.output_tokens) == (2, 7)
     assert (msg.usage.cache_read_input_tokens, msg.usage.cache_creation_input_tokens) == (3, 0)
     assert ant.requests[-1].headers["anthropic-version"]
 
@@ -373,9 +395,7 @@ async def test_anthropic_tool_use(ant: FakeAnthropic) -> None:
 
 async def test_anthropic_errors(ant: FakeAnthropic, http: aiohttp.ClientSession) -> None:
     with pytest.raises(anthropic.AuthenticationError) as auth:
-        await anthropic.AsyncAnthropic(
-            base_url=ant.url, api_key="nope", max_retries=0
-        ).messages.create(model="c", max_tokens=5, messages=USER)
+        await ant_client(ant, "nope").messages.create(model="c", max_tokens=5, messages=USER)
     assert auth.value.body == {
         "type": "error",
         "error": {"type": "authentication_error", "message": "invalid x-api-key"},
@@ -516,8 +536,10 @@ async def test_gemini_embeddings_and_errors(gem: FakeGemini, http: aiohttp.Clien
 
 
 async def test_azure_sdk(azure: FakeAzure, http: aiohttp.ClientSession) -> None:
-    client = openai.AsyncAzureOpenAI(
-        azure_endpoint=azure.url, api_key=azure.key, api_version="2024-10-21", max_retries=0
+    client = track(
+        openai.AsyncAzureOpenAI(
+            azure_endpoint=azure.url, api_key=azure.key, api_version="2024-10-21", max_retries=0
+        )
     )
     resp = await client.chat.completions.create(model="my-gpt4o", messages=USER)
     assert resp.model == "my-gpt4o"
@@ -530,8 +552,10 @@ async def test_azure_sdk(azure: FakeAzure, http: aiohttp.ClientSession) -> None:
     assert text == hello("fake-azure", "hi there")
     emb = await client.embeddings.create(model="emb", input="x")
     assert len(emb.data[0].embedding) == 8 and emb.model == "emb"
-    bad = openai.AsyncAzureOpenAI(
-        azure_endpoint=azure.url, api_key="wrong", api_version="v", max_retries=0
+    bad = track(
+        openai.AsyncAzureOpenAI(
+            azure_endpoint=azure.url, api_key="wrong", api_version="v", max_retries=0
+        )
     )
     with pytest.raises(openai.AuthenticationError):
         await bad.chat.completions.create(model="dep", messages=USER)

@@ -12,12 +12,13 @@ from gateway.providers.base import Adapter
 from gateway.state import Gateway
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+CALL: web.RequestKey[Call] = web.RequestKey("call", Call)
 
 
 async def begin(request: web.Request, endpoint: str) -> tuple[Gateway, Call, dict[str, Any]]:
     """Read the body and note which endpoint this call is."""
     gw = request.app[GATEWAY]
-    call: Call = request["call"]
+    call = request[CALL]
     call.endpoint = endpoint
     body = await read_json(request, gw.cfg.server.max_body_bytes)
     return gw, call, body

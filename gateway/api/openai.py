@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api.common import GATEWAY, begin, route
+from gateway.api.common import CALL, GATEWAY, begin, route
 from gateway.body import check_messages, check_positive, optional
 from gateway.dispatch import forward, response_headers
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -84,7 +84,7 @@ async def list_models(request: web.Request) -> web.Response:
         }
     else:
         payload = {"object": "list", "data": data}
-    return web.json_response(payload, headers=response_headers(request["call"]))
+    return web.json_response(payload, headers=response_headers(request[CALL]))
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -97,4 +97,4 @@ async def get_model(request: web.Request) -> web.Response:
             param="model",
         )
     entry = _model_entry(gw, alias, "anthropic-version" in request.headers)
-    return web.json_response(entry, headers=response_headers(request["call"]))
+    return web.json_response(entry, headers=response_headers(request[CALL]))

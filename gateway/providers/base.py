@@ -37,6 +37,8 @@ class Adapter:
     """One provider: its pooled HTTP session and how to address and authenticate to it."""
 
     protocol = "openai"
+    # The name under which an OpenAI-protocol upstream takes the output token limit.
+    token_limit_field = "max_tokens"
 
     def __init__(self, provider: ProviderDef, timeouts: Timeouts) -> None:
         self.provider = provider

@@ -3,7 +3,7 @@ vLLM), addressed by base URL; and Azure OpenAI, addressed by deployment."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from gateway.providers.base import Adapter
 
@@ -14,6 +14,13 @@ class OpenAIAdapter(Adapter):
     """`Authorization: Bearer` against `{base_url}/chat/completions` and friends."""
 
     protocol = "openai"
+
+    @property
+    def token_limit_field(self) -> str:
+        """OpenAI itself wants `max_completion_tokens` (its reasoning models refuse
+        `max_tokens`); most OpenAI-compatible servers know only `max_tokens`."""
+        host = urlsplit(self.provider.base_url).hostname or ""
+        return "max_completion_tokens" if host.endswith("openai.com") else "max_tokens"
 
     def url(self, endpoint: str, upstream_model: str) -> str:
         """The URL of an endpoint; the model travels in the body."""
@@ -26,6 +33,8 @@ class OpenAIAdapter(Adapter):
 
 class AzureOpenAIAdapter(OpenAIAdapter):
     """`api-key` against `{endpoint}/openai/deployments/{deployment}/...?api-version=`."""
+
+    token_limit_field = "max_completion_tokens"  # type: ignore[assignment]
 
     def url(self, endpoint: str, upstream_model: str) -> str:
         """The deployment's URL; the upstream model name is the deployment name."""

@@ -135,8 +135,9 @@ class FakeAnthropic(FakeUpstream):
         return None
 
     def _usage(self, reply: Reply) -> dict[str, int]:
+        # As the real API does, input_tokens excludes the tokens read from the prompt cache.
         return {
-            "input_tokens": reply.input_tokens,
+            "input_tokens": max(reply.input_tokens - self.cached_tokens, 0),
             "output_tokens": reply.output_tokens,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": self.cached_tokens,

@@ -70,10 +70,6 @@ def rand_id(n: int) -> str:
     return os.urandom(n).translate(_ID_TABLE).decode()
 
 
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)
-
-
 def json_response(
     obj: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -352,26 +348,27 @@ class FakeUpstream:
         await resp.prepare(request)
         frames = list(frames)
         fault = request.get(FAULT)
-        kind = fault.kind if fault is not None and fault.kind in _STREAM_FAULTS else None
-        at = len(frames) + 1  # index of the frame before which the fault strikes
-        if fault is not None and kind is not None:
-            at = min(1 if kind == "malformed" else max(fault.after_chunks, 0), len(frames))
+        if fault is None or fault.kind not in _STREAM_FAULTS:
+            for frame in frames:
+                await resp.write(frame)
+            await resp.write_eof()
+            return resp
+        # The fault strikes after `at` frames.
+        at = min(1 if fault.kind == "malformed" else max(fault.after_chunks, 0), len(frames))
         for frame in frames[:at]:
             await resp.write(frame)
-        if fault is not None and kind is not None:
-            if kind == "stall":
-                await self.sleep(fault.seconds)
-                for frame in frames[at:]:
-                    await resp.write(frame)
-            elif kind == "reset":
-                transport = request.transport
-                if transport is not None:
-                    # abort() drops unsent bytes; close() flushes them, then ends the connection.
-                    # Either way the chunked body is never terminated.
-                    (transport.close if transport.get_write_buffer_size() else transport.abort)()
-                return resp
-            else:
-                payload = "{not json" if kind == "malformed" else "<html>oops</html>"
-                await resp.write(self.bad_frame(payload, array_mode=array_mode))
+        if fault.kind == "stall":
+            await self.sleep(fault.seconds)
+            for frame in frames[at:]:
+                await resp.write(frame)
+        elif fault.kind == "reset":
+            if (transport := request.transport) is not None:
+                # abort() drops unsent bytes, close() flushes them first; either way the
+                # chunked body is never terminated.
+                (transport.close if transport.get_write_buffer_size() else transport.abort)()
+            return resp
+        else:
+            payload = "{not json" if fault.kind == "malformed" else "<html>oops</html>"
+            await resp.write(self.bad_frame(payload, array_mode=array_mode))
         await resp.write_eof()
         return resp

@@ -167,7 +167,9 @@ def test_cached_tokens_are_counted(oai: openai.OpenAI, stack: Stack) -> None:
             model=model, messages=[{"role": "user", "content": "cache"}]
         )
         [row] = stack.usage_rows(raw.headers["x-request-id"])
-        assert row["cached_tokens"] == 2
+        # Cached tokens are part of the input (Anthropic reports them apart; OpenAI within).
+        assert (row["cached_tokens"], row["input_tokens"]) == (2, 2)
+        assert raw.parse().usage.prompt_tokens == 2
 
 
 def test_legacy_completions(oai: openai.OpenAI) -> None:

@@ -1,0 +1,1 @@
+"""Benchmark harness: direct vs. minimal aiohttp proxy vs. aigw (run with ``python -m bench``)."""

@@ -1,0 +1,446 @@
+"""``python -m bench``: the same closed-loop load against direct / minimal proxy / aigw.
+
+All three targets end at the same fake OpenAI upstream (``python -m tests.fakes openai``).
+Prints a Markdown table and writes ``bench/results/latest.{md,json}``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from bench.loadgen import make_body, run_phase
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+AIGW = str(Path(PY).parent / "aigw")
+FAKE_KEY = "sk-fake-openai"
+UPSTREAM_MODEL = "gpt-4o-mini"
+TARGETS = ("direct", "proxy", "aigw")
+MODES = ("nonstream", "stream")
+CPU_TARGET = 1.3
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    """A free port below the ephemeral range, so client sockets and port-0 servers can't take it."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+    stopped: bool = False
+
+    def tails(self, n: int = 25) -> str:
+        parts = []
+        for p in (self.out, self.err):
+            lines = p.read_text(errors="replace").splitlines()[-n:] if p.exists() else []
+            parts.append(f"--- {self.name} {p.name} (last {n} lines) ---\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def check_alive(self) -> None:
+        if (rc := self.popen.poll()) is not None:
+            raise RuntimeError(f"{self.name} exited with code {rc}")
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, SIGKILL after 5 s (once; pgids get reused)."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if self.popen.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(wait)
+        with contextlib.suppress(ProcessLookupError):  # stragglers left in the group
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+PROCS: list[Proc] = []  # every process we started; all stopped in main()'s finally
+
+
+def spawn(name: str, argv: list[str], tmp: Path, env: dict[str, str] | None = None) -> Proc:
+    out, err = tmp / f"{name}.out", tmp / f"{name}.err"
+    with out.open("wb") as fo, err.open("wb") as fe:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=ROOT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    log(f"started {name} pid {popen.pid}: {' '.join(argv)}")
+    PROCS.append(proc := Proc(name, popen, out, err))
+    return proc
+
+
+def wait_until(proc: Proc, ready: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if ready():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} not ready after {timeout:.0f} s")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return bool(r.status == 200)
+
+
+# --- /proc accounting over the target's process group (normally just the PID we started) ---
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{d}/stat").read_text()
+                if int(stat[stat.rfind(")") + 2 :].split()[2]) == pgid:
+                    pids.append(int(d))
+    return pids
+
+
+def cpu_ticks(pgid: int) -> int:
+    total = 0
+    for pid in group_pids(pgid):
+        with contextlib.suppress(OSError):
+            f = Path(f"/proc/{pid}/stat").read_text()
+            f2 = f[f.rfind(")") + 2 :].split()
+            total += int(f2[11]) + int(f2[12])  # utime + stime (fields 14, 15)
+    return total
+
+
+def rss_mib(pgid: int) -> float:
+    kib = 0
+    for pid in group_pids(pgid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    kib += int(line.split()[1])
+    return kib / 1024
+
+
+def listens(proc: Proc, port: int) -> bool:
+    """True when a process of ``proc``'s group owns the listening socket on ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{f[9]}]")
+    for pid in group_pids(proc.popen.pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return True
+    return False
+
+
+# --- targets ---
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    model: str
+    key: str
+    proc: Proc | None = None
+
+
+def start_upstream(tmp: Path, module: str) -> tuple[Proc, str]:
+    port = free_port()
+    proc = spawn(
+        "upstream", [PY, "-m", module, "openai", "--port", str(port), "--key", FAKE_KEY], tmp
+    )
+    url = ""
+
+    def ready() -> bool:
+        nonlocal url
+        for line in proc.out.read_text(errors="replace").splitlines():
+            if line.startswith("READY "):
+                url = line.split()[1].rstrip("/")
+                return True
+        return False
+
+    wait_until(proc, ready, 30)
+    return proc, url
+
+
+def start_proxy(tmp: Path, upstream: str) -> Target:
+    port = free_port()
+    argv = [PY, "-m", "bench.minimal_proxy", "--port", str(port), "--upstream", upstream]
+    proc = spawn("proxy", argv, tmp)
+    t = Target("proxy", f"http://127.0.0.1:{port}/v1/chat/completions", UPSTREAM_MODEL, FAKE_KEY)
+    t.proc = proc
+    wait_until(proc, lambda: listens(proc, port), 30)
+    return t
+
+
+def start_aigw(tmp: Path, upstream: str) -> Target:
+    port = free_port()
+    cfg = tmp / "aigw.toml"
+    (tmp / "state").mkdir(exist_ok=True)
+    cfg.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\n\n[state]\ndir = "{tmp / "state"}"\n'
+    )
+    env = {**os.environ, "AIGW_CONFIG": str(cfg), "FAKE_OPENAI_KEY": FAKE_KEY}
+    setup = [
+        ["providers", "add", "fake", "--kind", "openai", "--base-url", f"{upstream}/v1",
+         "--api-key-env", "FAKE_OPENAI_KEY"],
+        ["models", "add", "bench-model", "--provider", "fake", "--upstream-model", UPSTREAM_MODEL],
+    ]  # fmt: skip
+    for i, args in enumerate(setup):
+        name = f"aigw-setup{i}"
+        with (tmp / f"{name}.out").open("wb") as fo, (tmp / f"{name}.err").open("wb") as fe:
+            rc = subprocess.run(
+                [AIGW, *args], stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=ROOT,
+                env=env, timeout=60, check=False,
+            ).returncode  # fmt: skip
+        if rc != 0:
+            out, err = (tmp / f"{name}.{s}" for s in ("out", "err"))
+            tails = "\n".join(p.read_text(errors="replace")[-3000:] for p in (out, err))
+            raise RuntimeError(f"`aigw {' '.join(args)}` exited {rc}\n{tails}")
+    proc = spawn("aigw", [AIGW, "up"], tmp, env)
+    key = os.environ.get("AIGW_BENCH_KEY") or "none"
+    t = Target("aigw", f"http://127.0.0.1:{port}/v1/chat/completions", "bench-model", key)
+    t.proc = proc
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    wait_until(proc, lambda: listens(proc, port) and http_ok(healthz), 60)
+    return t
+
+
+# --- measurement ---
+
+
+def measure(t: Target, mode: str, a: argparse.Namespace, up: Proc) -> dict[str, Any]:
+    stream = mode == "stream"
+    pgid = t.proc.popen.pid if t.proc else None
+    before: list[int] = []
+
+    def mark() -> None:
+        before.extend((cpu_ticks(up.popen.pid), cpu_ticks(pgid) if pgid is not None else 0))
+
+    res = uvloop.run(
+        run_phase(
+            t.url, {"Authorization": f"Bearer {t.key}"}, make_body(t.model, stream), stream,
+            concurrency=a.concurrency, requests=a.requests, max_seconds=a.max_seconds,
+            warmup=a.warmup, on_measure_start=mark,
+        )
+    )  # fmt: skip
+    row: dict[str, Any] = {"target": t.name, "mode": mode, **res.summary()}
+    row["cpu_ms_per_req"] = row["rss_mib"] = row["procs"] = row["upstream_cpu_ms_per_req"] = None
+    if before and res.completed:
+        per_req = 1000 / TICK / res.completed
+        row["upstream_cpu_ms_per_req"] = (cpu_ticks(up.popen.pid) - before[0]) * per_req
+    if pgid is not None and before and res.completed:
+        row["cpu_ms_per_req"] = (cpu_ticks(pgid) - before[1]) * per_req
+        row["rss_mib"] = rss_mib(pgid)
+        row["procs"] = len(group_pids(pgid))
+    log(
+        f"{t.name}/{mode}: {res.ok} ok, {res.errors} errors in {res.elapsed_s:.1f} s"
+        + (f"; first error: {res.error_samples[0]}" if res.error_samples else "")
+    )
+    return row
+
+
+def fmt(v: Any, nd: int = 1) -> str:
+    return "-" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def xfmt(r: dict[str, Any]) -> str:
+    return f"n/a ({r['note']})" if r["value"] is None else f"{r['value']:.2f}x"
+
+
+def ratio(rows: list[dict[str, Any]], num: str, den: str, mode: str, key: str) -> dict[str, Any]:
+    r = {x["target"]: x for x in rows if x["mode"] == mode and x["target"] in (num, den)}
+    if num not in r or den not in r:
+        return {"value": None, "note": "not measured"}
+    if r[num]["errors"] or r[den]["errors"]:
+        return {"value": None, "note": "errors during run"}
+    n, d = r[num][key], r[den][key]
+    return {"value": n / d, "note": ""} if n is not None and d else {"value": None, "note": "n/a"}
+
+
+def report(
+    rows: list[dict[str, Any]], meta: dict[str, Any], failures: dict[str, str]
+) -> tuple[str, dict[str, Any]]:
+    cols = ["target", "mode", "req/s", "p50 ms", "p99 ms", "TTFB p50 ms", "TTFB p99 ms",
+            "errors", "CPU ms/req", "RSS MiB", "fake CPU ms/req"]  # fmt: skip
+    lines = [
+        "# aigw benchmark",
+        "",
+        f"{meta['time']} · {meta['host']} · {meta['cpus']} CPUs · Python {meta['python']} · "
+        f"concurrency {meta['concurrency']} · {meta['requests']} requests/phase "
+        f"(+{meta['warmup']} warm-up, max {meta['max_seconds']:.0f} s)",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" if i < 2 else "---:" for i in range(len(cols))) + "|",
+    ]
+    for r in rows:
+        vals = [r["target"], r["mode"], fmt(r["rps"], 0), fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2),
+                fmt(r["ttfb_p50_ms"], 2), fmt(r["ttfb_p99_ms"], 2), str(r["errors"]),
+                fmt(r["cpu_ms_per_req"], 3), fmt(r["rss_mib"], 1),
+                fmt(r["upstream_cpu_ms_per_req"], 3)]  # fmt: skip
+        lines.append("| " + " | ".join(vals) + " |")
+    ratios: dict[str, Any] = {}
+    lines += ["", "## Ratios", ""]
+    for mode in MODES:
+        c = ratio(rows, "aigw", "proxy", mode, "cpu_ms_per_req")
+        c["target"] = CPU_TARGET
+        c["met"] = None if c["value"] is None else c["value"] <= CPU_TARGET
+        ratios[f"cpu_aigw_over_proxy_{mode}"] = c
+        verdict = "n/a" if c["met"] is None else "met" if c["met"] else "NOT met"
+        lines.append(
+            f"- CPU/request aigw / proxy, {mode}: **{xfmt(c)}** "
+            f"(target <= {CPU_TARGET}x: {verdict})"
+        )
+    for mode in MODES:
+        for num in ("proxy", "aigw"):
+            p = ratio(rows, num, "direct", mode, "p50_ms")
+            ratios[f"p50_{num}_over_direct_{mode}"] = p
+            lines.append(f"- p50 latency {num} / direct, {mode}: {xfmt(p)}")
+    if failures:
+        lines += ["", "## Failures", ""] + [
+            f"- {k}: {v.splitlines()[0]}" for k, v in failures.items()
+        ]
+    lines += [
+        "",
+        "CPU ms/req and RSS are for the target's proxy process (utime+stime over the measured "
+        "phase / completed requests; VmRSS after the phase). Latencies are client-side; for "
+        "stream rows TTFB is the first body chunk and p50/p99 the full stream. The fake "
+        "upstream does the same work in every row: if its CPU ms/req drifts between rows, the "
+        "machine was noisy.",
+    ]
+    return "\n".join(lines).rstrip() + "\n", ratios
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--requests", type=int, default=3000, help="measured requests per phase")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="time cap per phase")
+    p.add_argument("--warmup", type=int, default=200, help="unmeasured requests per phase")
+    p.add_argument("--only", default=",".join(TARGETS), help="targets: direct,proxy,aigw")
+    p.add_argument("--modes", default=",".join(MODES), help="modes: nonstream,stream")
+    p.add_argument("--fake-module", default="tests.fakes", help="module serving the fake upstream")
+    a = p.parse_args()
+    targets = [x for x in a.only.split(",") if x]
+    modes = [x for x in a.modes.split(",") if x]
+    if bad := (set(targets) - set(TARGETS)) | (set(modes) - set(MODES)):
+        p.error(f"unknown target/mode: {', '.join(sorted(bad))}")
+    targets = [x for x in TARGETS if x in targets]
+    modes = [x for x in MODES if x in modes]
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally on SIGTERM too
+    tmp = Path(tempfile.mkdtemp(prefix="aigw-bench-"))
+    rows: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
+    try:
+        up, upstream = start_upstream(tmp, a.fake_module)
+        for name in targets:
+            try:
+                if name == "direct":
+                    t = Target(name, f"{upstream}/v1/chat/completions", UPSTREAM_MODEL, FAKE_KEY)
+                else:
+                    t = (start_proxy if name == "proxy" else start_aigw)(tmp, upstream)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                failures[name] = str(e)
+                log(f"{name} failed to start: {e}")
+                for pr in PROCS:
+                    if pr.name == name:
+                        log(pr.tails())
+                        pr.stop()
+                continue
+            for mode in modes:
+                rows.append(measure(t, mode, a, up))
+                if t.proc and t.proc.popen.poll() is not None:
+                    failures[name] = (
+                        f"{name} exited with code {t.proc.popen.returncode} during {mode}"
+                    )
+                    log(f"{failures[name]}\n{t.proc.tails()}")
+                    break
+            if t.proc:
+                t.proc.stop()
+            if up.popen.poll() is not None:
+                failures["upstream"] = f"fake upstream exited with code {up.popen.returncode}"
+                log(f"{failures['upstream']}\n{up.tails()}")
+                break
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        log(f"FAILED: {e}")
+        for pr in PROCS:
+            log(pr.tails())
+        log(f"logs kept in {tmp}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        for pr in PROCS:
+            pr.stop()
+
+    meta = {
+        "time": dt.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "concurrency": a.concurrency,
+        "requests": a.requests,
+        "warmup": a.warmup,
+        "max_seconds": a.max_seconds,
+        "clk_tck": TICK,
+    }
+    md, ratios = report(rows, meta, failures)
+    print(md, end="")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.md").write_text(md)
+    doc = {"meta": meta, "results": rows, "ratios": ratios, "failures": failures}
+    (RESULTS / "latest.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    if failures or any(r["errors"] for r in rows):
+        log(f"failures or request errors; logs kept in {tmp}")
+        return 1
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

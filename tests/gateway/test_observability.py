@@ -1,0 +1,99 @@
+"""Trace ids, metrics, health and readiness."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.harness import Stack, request
+
+USER = [{"role": "user", "content": "hi"}]
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("model", ["oa", "an", "gm", "az"])
+def test_traceparent_is_kept_and_passed_upstream(
+    oai: openai.OpenAI, stack: Stack, model: str
+) -> None:
+    raw = oai.chat.completions.with_raw_response.create(
+        model=model, messages=USER, extra_headers={"traceparent": PARENT}
+    )
+    assert raw.headers["x-request-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    sent = stack.fake_for(model).requests[-1].headers["traceparent"]
+    _, trace, span, _ = sent.split("-")
+    assert trace == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert span != "00f067aa0ba902b7" and len(span) == 16  # the gateway's own span
+
+
+def test_client_request_id_is_echoed_and_recorded(oai: openai.OpenAI, stack: Stack) -> None:
+    raw = oai.chat.completions.with_raw_response.create(
+        model="oa", messages=USER, extra_headers={"x-request-id": "order-1234"}
+    )
+    assert raw.headers["x-request-id"] == raw.headers["request-id"] == "order-1234"
+    [row] = stack.usage_rows("order-1234")
+    assert row["model"] == "oa"
+    assert stack.fakes["openai"].requests[-1].headers["traceparent"].startswith("00-")
+
+
+def test_a_trace_id_is_made_when_none_is_given(stack: Stack) -> None:
+    a = request(stack, "GET", "/v1/models").headers["x-request-id"]
+    b = request(stack, "GET", "/v1/models").headers["x-request-id"]
+    assert a != b and len(a) == 32
+
+
+def test_errors_carry_the_trace_id(stack: Stack) -> None:
+    r = request(stack, "POST", "/v1/chat/completions", b"{", {"x-request-id": "bad-1"})
+    assert r.status_code == 400 and r.headers["x-request-id"] == "bad-1"
+
+
+def test_metrics(oai: openai.OpenAI, stack: Stack) -> None:
+    oai.chat.completions.create(model="an", messages=USER)
+    list(oai.chat.completions.create(model="an", messages=USER, stream=True))
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="missing", messages=USER)
+    text = request(stack, "GET", "/metrics").content.decode()
+    assert 'aigw_requests_total{model="an",provider="fake-anthropic",status="200"}' in text
+    assert 'aigw_requests_total{model="missing",provider="-",status="404"}' in text
+    assert 'aigw_time_to_first_token_seconds_count{model="an",provider="fake-anthropic"}' in text
+    assert 'aigw_tokens_total{kind="output",model="an"}' in text
+    assert "aigw_request_duration_seconds_bucket" in text
+
+
+def test_upstream_errors_are_counted_by_kind(oai: openai.OpenAI, stack: Stack) -> None:
+    from tests.fakes import Fault
+
+    stack.fakes["gemini"].inject(Fault("malformed"))
+    with pytest.raises(openai.InternalServerError):
+        oai.chat.completions.create(model="gm", messages=USER)
+    text = request(stack, "GET", "/metrics").content.decode()
+    assert 'aigw_upstream_errors_total{kind="upstream_bad_response",provider="fake-gemini"}' in text
+
+
+def test_health_and_readiness(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert request(stack, "GET", "/healthz").json() == {"status": "ok"}
+    ready = request(stack, "GET", "/readyz")
+    assert ready.status_code == 200 and ready.json()["usable_models"] == 7
+    for env in (
+        "AIGW_TEST_OPENAI_KEY",
+        "AIGW_TEST_ANTHROPIC_KEY",
+        "AIGW_TEST_GEMINI_KEY",
+        "AIGW_TEST_AZURE_KEY",
+    ):
+        monkeypatch.delenv(env)
+    not_ready = request(stack, "GET", "/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["problems"] == ["no model's provider has an API key available"]
+
+
+def test_not_ready_when_no_provider_is_reachable(stack: Stack) -> None:
+    for fake in stack.fakes.values():
+        stack.lt.run(fake.stop())
+    try:
+        r = request(stack, "GET", "/readyz")
+        assert r.status_code == 503
+        assert r.json()["problems"][0].startswith("no model's provider is reachable")
+        assert len(r.json()["unreachable_providers"]) == 4
+    finally:
+        for fake in stack.fakes.values():
+            stack.lt.run(fake.start())
+    assert request(stack, "GET", "/readyz").status_code == 200
