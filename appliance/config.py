@@ -56,6 +56,8 @@ class UsageConfig:
     """The usage writer's group commit."""
 
     batch_max: int = 512
+    # How long a commit may wait for other requests in flight to join it.
+    commit_window_ms: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("[upstream] max_retry_after must be >= 0")
     if cfg.usage.batch_max < 1:
         raise ConfigError("[usage] batch_max must be >= 1")
+    if not 0 <= cfg.usage.commit_window_ms <= 100:
+        raise ConfigError("[usage] commit_window_ms must be 0-100")
     if cfg.log.level not in LOG_LEVELS:
         raise ConfigError(f"[log] level must be one of {', '.join(LOG_LEVELS)}")
     if cfg.box.series not in SERIES:

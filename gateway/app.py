@@ -41,12 +41,22 @@ async def data_plane(request: web.Request, handler: Handler) -> web.StreamRespon
     call = Call(trace_id, traceparent, api, "")
     request[CALL] = call
     gw = request.app[GATEWAY]
+    gw.inflight += 1
+    try:
+        return await _serve(gw, request, handler, call)
+    finally:
+        gw.inflight -= 1
+
+
+async def _serve(
+    gw: Gateway, request: web.Request, handler: Handler, call: Call
+) -> web.StreamResponse:
     try:
         resp = await handler(request)
     except GatewayError as err:
-        resp = _fail(call, api, err)
+        resp = _fail(call, err)
     except web.HTTPException as exc:
-        resp = _fail(call, api, _http_error(exc))
+        resp = _fail(call, _http_error(exc))
     except asyncio.CancelledError:
         # The client went away: the upstream request is cancelled with us; keep the record.
         call.status, call.error = 499, "client_disconnected"
@@ -54,28 +64,27 @@ async def data_plane(request: web.Request, handler: Handler) -> web.StreamRespon
             gw.finish(call)
         raise
     except Exception:
-        log.exception("internal error in %s %s (trace %s)", request.method, request.path, trace_id)
-        resp = _fail(
-            call,
-            api,
-            GatewayError(
-                f"the gateway hit an internal error; report trace id {trace_id} to the "
-                "administrator"
-            ),
+        log.exception(
+            "internal error in %s %s (trace %s)", request.method, request.path, call.trace_id
         )
+        internal = GatewayError(
+            f"the gateway hit an internal error; report trace id {call.trace_id} to the "
+            "administrator"
+        )
+        resp = _fail(call, internal)
     else:
-        resp.headers.setdefault("x-request-id", trace_id)
-        resp.headers.setdefault("request-id", trace_id)
+        resp.headers.setdefault("x-request-id", call.trace_id)
+        resp.headers.setdefault("request-id", call.trace_id)
     if call.endpoint and not call.recorded:
         await gw.finish(call)  # committed before the response leaves
     return resp
 
 
-def _fail(call: Call, api: str, err: GatewayError) -> web.Response:
+def _fail(call: Call, err: GatewayError) -> web.Response:
     call.status, call.error = err.status, err.code
     if isinstance(err, UpstreamError):
         call.upstream_error = err.code
-    return error_response(api, err, call.trace_id)
+    return error_response(call.api, err, call.trace_id)
 
 
 def create_app(gateway: Gateway) -> web.Application:

@@ -330,8 +330,7 @@ async def _relay(
     await gw.finish(call)
     if out is None:
         out = await _start(request, call)
-    await out.write(tail)
-    await out.write_eof()
+    await out.write_eof(tail)  # the last event and the end of the body in one send
     return out
 
 

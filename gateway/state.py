@@ -40,7 +40,14 @@ class Gateway:
         self.timeouts = Timeouts(
             u.connect_timeout, u.first_byte_timeout, u.idle_timeout, u.max_retry_after
         )
-        self.writer = GroupCommitWriter(cfg.database_path, cfg.usage.batch_max)
+        # Requests between their start and their usage row: the writer's batch waits for them.
+        self.inflight = 0
+        self.writer = GroupCommitWriter(
+            cfg.database_path,
+            cfg.usage.batch_max,
+            cfg.usage.commit_window_ms / 1000,
+            lambda: self.inflight,
+        )
         self.metrics = Metrics()
         self.snapshot = Snapshot(0, {}, {})
         self.adapters: dict[str, Adapter] = {}
@@ -58,7 +65,7 @@ class Gateway:
             self._refresher.cancel()
         for adapter in self.adapters.values():
             await adapter.close()
-        await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        self.writer.close()
 
     def reload(self) -> None:
         """Swap in a fresh snapshot; adapters of unchanged providers keep their sessions."""
@@ -98,7 +105,7 @@ class Gateway:
             )
         return model, self.adapters[model.provider]
 
-    def finish(self, call: Call) -> asyncio.Future[None]:
+    def finish(self, call: Call) -> asyncio.Future[bool]:
         """Record metrics and queue the usage row; the future resolves when it is committed."""
         call.recorded = True
         now = time.perf_counter()

@@ -149,35 +149,40 @@ class Adapter:
     async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
         """Yield the SSE events (raw bytes, without the blank line) of each read, batched.
 
-        Each read has the idle timeout; a cut or stalled stream raises a GatewayError. The
-        caller releases `resp` (an unfinished response then closes its connection).
+        A stream silent for the idle timeout, or cut, raises a GatewayError. The caller releases
+        `resp` (an unfinished response then closes its connection).
         """
         buf = b""
-        idle = self.timeouts.idle
         content = resp.content
-        while True:
-            try:
-                async with asyncio.timeout(idle):
+        watchdog = _IdleWatchdog(resp, self.timeouts.idle)
+        try:
+            while True:
+                try:
                     data = await content.readany()
-            except TimeoutError:
-                raise UpstreamTimeout(
-                    f"provider {self.name!r} stopped sending the stream for {idle:g} s",
-                    code="upstream_stream_stalled",
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    f"provider {self.name!r} cut the stream: {_describe(exc)}",
-                    code="upstream_disconnected",
-                ) from None
-            if not data:
-                break
-            buf += data
-            if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
-                continue
-            if b"\r" in buf:
-                buf = buf.replace(b"\r\n", b"\n")
-            *complete, buf = buf.split(b"\n\n")
-            yield complete
+                except aiohttp.ClientError as exc:
+                    if watchdog.expired:
+                        break
+                    raise UpstreamError(
+                        f"provider {self.name!r} cut the stream: {_describe(exc)}",
+                        code="upstream_disconnected",
+                    ) from None
+                if not data:
+                    break
+                watchdog.touch()
+                buf += data
+                if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
+                    continue
+                if b"\r" in buf:
+                    buf = buf.replace(b"\r\n", b"\n")
+                *complete, buf = buf.split(b"\n\n")
+                yield complete
+        finally:
+            watchdog.cancel()
+        if watchdog.expired:
+            raise UpstreamTimeout(
+                f"provider {self.name!r} stopped sending the stream for {self.timeouts.idle:g} s",
+                code="upstream_stream_stalled",
+            )
         if buf.strip():
             yield [buf]
 
@@ -234,3 +239,35 @@ def _retry_after(value: str | None, cap: int) -> int:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text[:300]
+
+
+class _IdleWatchdog:
+    """Closes a response that stays silent for `idle` seconds.
+
+    One timer per idle period instead of one timeout object per read: a read only stamps the
+    time, and the timer, when it fires, re-arms itself for the rest of the period.
+    """
+
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._resp = resp
+        self._idle = idle
+        self.expired = False
+        self._last = self._loop.time()
+        self._handle = self._loop.call_at(self._last + idle, self._check)
+
+    def touch(self) -> None:
+        """Data arrived."""
+        self._last = self._loop.time()
+
+    def _check(self) -> None:
+        due = self._last + self._idle
+        if self._loop.time() >= due:
+            self.expired = True
+            self._resp.close()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
+
+    def cancel(self) -> None:
+        """The stream is over."""
+        self._handle.cancel()
