@@ -58,7 +58,19 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a script into statements (SQLite's own test, so `;` in comments is harmless)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in current.splitlines()
+    ):
+        raise StoreError(f"incomplete SQL statement in a migration: {current.strip()[:80]}")
+    return out
 
 
 def open_store(path: Path) -> sqlite_utils.Database:

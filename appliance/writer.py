@@ -115,6 +115,12 @@ class GroupCommitWriter:
     def close(self) -> None:
         """Commit what is queued, checkpoint, and close."""
         self.flush()
+        log.info(
+            "group commit: %d rows in %d transactions, %d failed",
+            self.committed,
+            self.batches,
+            self.failed,
+        )
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

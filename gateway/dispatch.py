@@ -22,6 +22,7 @@ from gateway.streaming import (
     ANTHROPIC_STOP,
     DONE,
     OPENAI_DONE,
+    RAW,
     AnthropicDecoder,
     Decoder,
     GeminiDecoder,
@@ -159,14 +160,14 @@ def _output_text(up: str, obj: Any) -> str:
     return "".join(x for x in out if isinstance(x, str))
 
 
-def _estimate(call: Call, body: dict[str, Any], text: str) -> None:
+def _estimate(call: Call, body: dict[str, Any], text: Callable[[], str]) -> None:
     """Count tokens ourselves when the upstream reported none."""
     if call.usage.reported:
         return
     call.usage = Usage(
         # A partial report (Anthropic's message_start without a final count) keeps its input.
         input_tokens=call.usage.input_tokens or estimate_prompt(body),
-        output_tokens=count_text(text) if call.endpoint != "embeddings" else 0,
+        output_tokens=count_text(text()) if call.endpoint != "embeddings" else 0,
         estimated=True,
     )
 
@@ -196,7 +197,7 @@ async def forward(
             f"provider {adapter.name!r} returned a response of an unexpected shape",
             code="upstream_bad_response",
         ) from None
-    _estimate(call, body, _output_text(up, obj))
+    _estimate(call, body, lambda: _output_text(up, obj))
     payload = raw if converted is None else orjson.dumps(converted)
     return web.Response(body=payload, headers={**JSON_HEADERS, **response_headers(call)})
 
@@ -229,6 +230,8 @@ def _stream_plan(
     if up == "openai":
 
         def encode(raw: bytes, chunk: Any) -> bytes:
+            if chunk is RAW:
+                return raw + b"\n\n"
             if not wants_usage and not chunk.get("choices") and chunk.get("usage"):
                 return b""  # the usage chunk the gateway asked for, not the client
             return raw + b"\n\n"
@@ -291,7 +294,8 @@ async def _relay(
     """Pass the stream through event by event; errors after the first byte become an error
     event in the client's format; the usage row is committed before the stream ends."""
     up = adapter.protocol
-    decoder = _DECODERS[up](adapter.name)
+    # A stream in the client's own protocol is passed through; only translation parses all.
+    decoder = _DECODERS[up](adapter.name, parse_all=up != call_protocol(call))
     encode, finish = _stream_plan(call, up, body, decoder)
     out: web.StreamResponse | None = None
     try:
@@ -315,13 +319,13 @@ async def _relay(
                 code="upstream_disconnected",
             )
         call.usage = decoder.usage
-        _estimate(call, body, "".join(decoder.text))
+        _estimate(call, body, decoder.output_text)
         tail = finish(call.usage)
     except GatewayError as err:
         if out is None:
             raise  # nothing reached the client yet: a plain HTTP error
         call.usage = decoder.usage
-        _estimate(call, body, "".join(decoder.text))
+        _estimate(call, body, decoder.output_text)
         call.status, call.error = err.status, err.code
         call.upstream_error = err.code if isinstance(err, UpstreamError) else None
         tail = stream_error_frame(call.api, err)

@@ -13,6 +13,8 @@ from gateway.errors import UpstreamError
 from gateway.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 
 DONE = object()
+# An event passed through without parsing (framing checked only).
+RAW = object()
 OPENAI_DONE = b"data: [DONE]\n\n"
 ANTHROPIC_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
@@ -39,13 +41,37 @@ def _sse_fields(raw: bytes) -> tuple[bytes, bytes]:
 
 
 class Decoder:
-    """Parses one upstream protocol's events; keeps the usage and the text for estimates."""
+    """Parses one upstream protocol's events and keeps the usage they report.
 
-    def __init__(self, provider: str) -> None:
+    When translating (`parse_all`), every event is parsed. When passing a stream through in its
+    own protocol, only the events that carry usage, errors or the end are parsed; the others
+    are checked for framing (a JSON object per data line) and kept unparsed. Events are kept
+    (references only) so that the generated text can be counted at the end, should the
+    upstream report no usage; nothing walks the text per event.
+    """
+
+    def __init__(self, provider: str, parse_all: bool = True) -> None:
         self.provider = provider
+        self.parse_all = parse_all
         self.usage = Usage()
-        self.text: list[str] = []
+        self.seen: list[Any] = []
+        self.unparsed: list[bytes] = []
         self.finished = False
+
+    def output_text(self) -> str:
+        """The text generated so far (for token estimates)."""
+        items = self.seen + [self._json(data) for data in self.unparsed]
+        return "".join(t for item in items for t in self._texts(item) if isinstance(t, str))
+
+    def _pass(self, data: bytes) -> Any:
+        """Keep an event unparsed, after checking that it is framed as a JSON object."""
+        if data[:1] != b"{" or data.rstrip()[-1:] != b"}":
+            raise _garbage(self.provider)
+        self.unparsed.append(data)
+        return RAW
+
+    def _texts(self, item: Any) -> list[Any]:
+        raise NotImplementedError
 
     def decode(self, raw: bytes) -> Any:
         """The parsed event, None to skip it, or DONE."""
@@ -69,6 +95,10 @@ class OpenAIDecoder(Decoder):
         if data == b"[DONE]":
             self.finished = True
             return DONE
+        if not (
+            self.parse_all or b'"usage":{' in data or b'"usage": {' in data or b'"error"' in data
+        ):
+            return self._pass(data)
         chunk = self._json(data)
         if not isinstance(chunk, dict):
             raise _garbage(self.provider)
@@ -79,16 +109,26 @@ class OpenAIDecoder(Decoder):
         usage = chunk.get("usage")
         if usage:
             self.usage = usage_from_openai(usage)
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or choice  # legacy completions carry `text` on the choice
-            text = delta.get("content") or delta.get("text")
-            if text:
-                self.text.append(text)
-            for call in delta.get("tool_calls") or ():
-                args = (call.get("function") or {}).get("arguments")
-                if args:
-                    self.text.append(args)
+        self.seen.append(chunk)
         return chunk
+
+    def _texts(self, chunk: Any) -> list[Any]:
+        out = []
+        for choice in chunk.get("choices") or () if isinstance(chunk, dict) else ():
+            delta = choice.get("delta") or choice  # legacy completions carry `text` on the choice
+            out.append(delta.get("content") or delta.get("text"))
+            for call in delta.get("tool_calls") or ():
+                out.append((call.get("function") or {}).get("arguments"))
+        return out
+
+
+# Events a pass-through needs no parse of (names as sent, and as the client gets them).
+_ANTHROPIC_BULK = {
+    b"content_block_delta": "content_block_delta",
+    b"content_block_start": "content_block_start",
+    b"content_block_stop": "content_block_stop",
+    b"ping": "ping",
+}
 
 
 class AnthropicDecoder(Decoder):
@@ -97,7 +137,12 @@ class AnthropicDecoder(Decoder):
     _final_usage = False
 
     def decode(self, raw: bytes) -> Any:
-        """(event name, data dict)."""
+        """(event name, data dict), or (event name, RAW) for an event passed through."""
+        if not self.parse_all and raw.startswith(b"event: "):
+            nl = raw.find(b"\n")
+            name = _ANTHROPIC_BULK.get(raw[7:nl].rstrip())
+            if name is not None and raw.startswith(b"data: ", nl + 1):
+                return name, self._pass(raw[nl + 7 :])
         event, data = _sse_fields(raw)
         if not data:
             return None
@@ -108,10 +153,7 @@ class AnthropicDecoder(Decoder):
         if name == "message_start":
             self.usage = usage_from_anthropic((obj.get("message") or {}).get("usage"))
         elif name == "content_block_delta":
-            delta = obj.get("delta") or {}
-            text = delta.get("text") or delta.get("partial_json")
-            if text:
-                self.text.append(text)
+            self.seen.append(obj)
         elif name == "message_delta":
             self._merge_delta_usage(obj.get("usage"))
         elif name == "message_stop":
@@ -125,6 +167,12 @@ class AnthropicDecoder(Decoder):
                 code="upstream_stream_error",
             )
         return name, obj
+
+    def _texts(self, obj: Any) -> list[Any]:
+        if not isinstance(obj, dict) or obj.get("type") != "content_block_delta":
+            return []
+        delta = obj.get("delta") or {}
+        return [delta.get("text") or delta.get("partial_json")]
 
     def _merge_delta_usage(self, usage: Any) -> None:
         """message_delta carries cumulative output (and sometimes input) counts."""
@@ -164,11 +212,15 @@ class GeminiDecoder(Decoder):
         for cand in obj.get("candidates") or ():
             if cand.get("finishReason"):
                 self.finished = True
-            for part in (cand.get("content") or {}).get("parts") or ():
-                text = part.get("text")
-                if text:
-                    self.text.append(text)
+        self.seen.append(obj)
         return obj
+
+    def _texts(self, obj: Any) -> list[Any]:
+        return [
+            part.get("text")
+            for cand in obj.get("candidates") or ()
+            for part in (cand.get("content") or {}).get("parts") or ()
+        ]
 
 
 # An encoder turns (raw upstream event, decoded event) into the bytes the client gets.

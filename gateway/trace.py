@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 from multidict import CIMultiDictProxy
@@ -10,6 +10,12 @@ from multidict import CIMultiDictProxy
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+# Trace ids need uniqueness, not secrecy: a PRNG avoids a getrandom syscall per request.
+_rand = random.Random()
+
+
+def _hex(bits: int) -> str:
+    return f"{_rand.getrandbits(bits):0{bits // 4}x}"
 
 
 def trace_ids(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
@@ -25,8 +31,8 @@ def trace_ids(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
     if rid and _REQUEST_ID.match(rid):
         trace_id = rid
     if not trace_id:
-        trace_id = w3c or os.urandom(16).hex()
+        trace_id = w3c or _hex(128)
     if not w3c:
-        w3c = trace_id if _HEX32.match(trace_id) else os.urandom(16).hex()
+        w3c = trace_id if _HEX32.match(trace_id) else _hex(128)
     # A new span id: the gateway is the upstream call's parent.
-    return trace_id, f"00-{w3c}-{os.urandom(8).hex()}-01"
+    return trace_id, f"00-{w3c}-{_hex(64)}-01"
