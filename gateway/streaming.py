@@ -55,19 +55,43 @@ class Decoder:
         self.parse_all = parse_all
         self.usage = Usage()
         self.seen: list[Any] = []
-        self.unparsed: list[bytes] = []
+        self.unparsed: list[bytes] = []  # raw events, or several joined by a blank line
         self.finished = False
+
+    # Markers of the events a pass-through must look at, and the framing of every event.
+    _SPECIAL: tuple[bytes, ...] = ()
+    _FRAME = b"data: {"
+
+    def bulk(self, events: list[bytes]) -> bytes | None:
+        """A pass-through batch of ordinary events, as one blob to forward unchanged; None
+        when an event needs a look (usage, error, end) or the framing is off. The checks are
+        byte searches over the whole batch, so their cost is per read, not per event."""
+        if self.parse_all:
+            return None
+        blob = b"\n\n".join(events)
+        if any(marker in blob for marker in self._SPECIAL):
+            return None
+        n = len(events)
+        if blob.count(self._FRAME) != n or blob.count(b"}\n\n") != n - 1 or blob[-1:] != b"}":
+            return None  # the per-event path says which event is broken
+        self.unparsed.append(blob)
+        return blob + b"\n\n"
 
     def output_text(self) -> str:
         """The text generated so far (for token estimates)."""
-        items = self.seen + [self._json(data) for data in self.unparsed]
+        items = list(self.seen)
+        for blob in self.unparsed:
+            for raw in blob.split(b"\n\n"):
+                data = _sse_fields(raw)[1]
+                if data:
+                    items.append(self._json(data))
         return "".join(t for item in items for t in self._texts(item) if isinstance(t, str))
 
-    def _pass(self, data: bytes) -> Any:
+    def _pass(self, raw: bytes, data: bytes) -> Any:
         """Keep an event unparsed, after checking that it is framed as a JSON object."""
         if data[:1] != b"{" or data.rstrip()[-1:] != b"}":
             raise _garbage(self.provider)
-        self.unparsed.append(data)
+        self.unparsed.append(raw)
         return RAW
 
     def _texts(self, item: Any) -> list[Any]:
@@ -87,6 +111,8 @@ class Decoder:
 class OpenAIDecoder(Decoder):
     """`data: {chat.completion.chunk}` ... `data: [DONE]`."""
 
+    _SPECIAL = (b'"usage":{', b'"usage": {', b'"error"', b"[DONE]")
+
     def decode(self, raw: bytes) -> Any:
         """A chunk dict."""
         _, data = _sse_fields(raw)
@@ -98,7 +124,7 @@ class OpenAIDecoder(Decoder):
         if not (
             self.parse_all or b'"usage":{' in data or b'"usage": {' in data or b'"error"' in data
         ):
-            return self._pass(data)
+            return self._pass(raw, data)
         chunk = self._json(data)
         if not isinstance(chunk, dict):
             raise _garbage(self.provider)
@@ -135,6 +161,8 @@ class AnthropicDecoder(Decoder):
     """`event: NAME` / `data: {...}` pairs, ending with message_stop."""
 
     _final_usage = False
+    _SPECIAL = (b"event: message_", b"event: error")
+    _FRAME = b"\ndata: {"
 
     def decode(self, raw: bytes) -> Any:
         """(event name, data dict), or (event name, RAW) for an event passed through."""
@@ -142,7 +170,7 @@ class AnthropicDecoder(Decoder):
             nl = raw.find(b"\n")
             name = _ANTHROPIC_BULK.get(raw[7:nl].rstrip())
             if name is not None and raw.startswith(b"data: ", nl + 1):
-                return name, self._pass(raw[nl + 7 :])
+                return name, self._pass(raw, raw[nl + 7 :])
         event, data = _sse_fields(raw)
         if not data:
             return None
