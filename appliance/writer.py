@@ -20,6 +20,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,12 @@ from appliance.store import connect
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SECONDS = 1.0
+# The WAL is copied back when it passes this size, or this long after the last copy: each
+# checkpoint costs an fsync and a cache reload, so doing it every second cost more CPU than
+# the writes themselves.
+CHECKPOINT_BYTES = 8 * 1024 * 1024
+CHECKPOINT_SECONDS = 30.0
+_POLL_SECONDS = 1.0
 _Row = tuple[str, tuple[Any, ...], "asyncio.Future[bool]"]
 
 
@@ -63,6 +69,7 @@ class GroupCommitWriter:
         self._conn = connect(self._path)
         # Checkpoints run on the checkpointer's own connection, never inside a commit here.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._conn.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
         self._checkpointer = _Checkpointer(self._path)
         self._checkpointer.start()
 
@@ -130,7 +137,7 @@ class GroupCommitWriter:
 
 
 class _Checkpointer(threading.Thread):
-    """Copies the WAL back into the database every second, off the event loop."""
+    """Copies the WAL back into the database now and then, off the event loop."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(name="aigw-checkpoint", daemon=True)
@@ -139,9 +146,19 @@ class _Checkpointer(threading.Thread):
 
     def run(self) -> None:
         conn = connect(self._path)
+        wal = self._path.with_name(self._path.name + "-wal")
+        last = time.monotonic()
         try:
-            while not self._stop_event.wait(CHECKPOINT_SECONDS):
-                self._checkpoint(conn, "PASSIVE")
+            while not self._stop_event.wait(_POLL_SECONDS):
+                try:
+                    size = wal.stat().st_size
+                except OSError:
+                    size = 0
+                if size > CHECKPOINT_BYTES or time.monotonic() - last > CHECKPOINT_SECONDS:
+                    # PASSIVE never blocks the writer on the event loop; the writer resets the
+                    # WAL after a complete checkpoint and journal_size_limit trims the file.
+                    self._checkpoint(conn, "PASSIVE")
+                    last = time.monotonic()
             self._checkpoint(conn, "TRUNCATE")
         finally:
             conn.close()

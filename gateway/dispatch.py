@@ -300,9 +300,9 @@ async def _relay(
     out: web.StreamResponse | None = None
     try:
         async for batch in adapter.events(resp):
-            blob = decoder.bulk(batch)
-            parts = [blob] if blob is not None else []
-            for raw in batch if blob is None else ():
+            blob, rest = decoder.bulk(batch)
+            parts = [blob] if blob else []
+            for raw in rest:
                 item = decoder.decode(raw)
                 if item is None or item is DONE:
                     continue

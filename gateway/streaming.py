@@ -62,12 +62,24 @@ class Decoder:
     _SPECIAL: tuple[bytes, ...] = ()
     _FRAME = b"data: {"
 
-    def bulk(self, events: list[bytes]) -> bytes | None:
-        """A pass-through batch of ordinary events, as one blob to forward unchanged; None
-        when an event needs a look (usage, error, end) or the framing is off. The checks are
-        byte searches over the whole batch, so their cost is per read, not per event."""
+    def bulk(self, events: list[bytes]) -> tuple[bytes, list[bytes]]:
+        """Split a pass-through batch into a blob of ordinary events to forward unchanged and
+        the events that need a look one by one (usage, error, end: at the tail, as a rule).
+
+        The checks on the blob are byte searches over the whole of it, so their cost is per
+        read, not per event. Anything odd leaves every event to the per-event path.
+        """
         if self.parse_all:
-            return None
+            return b"", events
+        cut = len(events)
+        while cut and any(marker in events[cut - 1] for marker in self._SPECIAL):
+            cut -= 1
+        if not cut:
+            return b"", events
+        ordinary = self._bulk(events[:cut])
+        return (ordinary, events[cut:]) if ordinary is not None else (b"", events)
+
+    def _bulk(self, events: list[bytes]) -> bytes | None:
         blob = b"\n\n".join(events)
         if any(marker in blob for marker in self._SPECIAL):
             return None
