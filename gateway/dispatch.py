@@ -299,15 +299,18 @@ async def _relay(
     encode, finish = _stream_plan(call, up, body, decoder)
     out: web.StreamResponse | None = None
     try:
-        async for batch in adapter.events(resp):
-            blob, rest = decoder.bulk(batch)
-            parts = [blob] if blob else []
-            for raw in rest:
+        async for region in adapter.events(resp):
+            head, blob, tail = decoder.split(region)
+            parts: list[bytes] = []
+            for raw in head:
                 item = decoder.decode(raw)
-                if item is None or item is DONE:
-                    continue
-                data = encode(raw, item)
-                if data:
+                if item is not None and item is not DONE and (data := encode(raw, item)):
+                    parts.append(data)
+            if blob:
+                parts.append(blob)
+            for raw in tail:
+                item = decoder.decode(raw)
+                if item is not None and item is not DONE and (data := encode(raw, item)):
                     parts.append(data)
             if parts:
                 if out is None:

@@ -26,9 +26,18 @@ def _garbage(provider: str) -> UpstreamError:
     )
 
 
+def _has_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    """Whether any needle occurs in data.
+
+    `bytes.find`, not `in`: CPython's bytes `__contains__` first tries the needle as an int and
+    raises and clears a TypeError for every bytes needle, which costs more than the search.
+    """
+    return any(data.find(n) >= 0 for n in needles)
+
+
 def _sse_fields(raw: bytes) -> tuple[bytes, bytes]:
     """(event name, data) of one SSE event; multi-line data joined with newlines."""
-    if raw.startswith(b"data: ") and b"\n" not in raw:
+    if raw.startswith(b"data: ") and raw.find(b"\n") < 0:
         return b"", raw[6:]
     event = b""
     data: list[bytes] = []
@@ -58,36 +67,54 @@ class Decoder:
         self.unparsed: list[bytes] = []  # raw events, or several joined by a blank line
         self.finished = False
 
-    # Markers of the events a pass-through must look at, and the framing of every event.
+    # Markers of the events a pass-through must look at (they come first or last in a stream),
+    # and the framing every event starts with.
     _SPECIAL: tuple[bytes, ...] = ()
-    _FRAME = b"data: {"
+    _FIRST = b"data: {"
 
-    def bulk(self, events: list[bytes]) -> tuple[bytes, list[bytes]]:
-        """Split a pass-through batch into a blob of ordinary events to forward unchanged and
-        the events that need a look one by one (usage, error, end: at the tail, as a rule).
+    def split(self, region: bytes) -> tuple[list[bytes], bytes, list[bytes]]:
+        """Split a read's complete events into (events to look at one by one, a blob of
+        ordinary events to forward unchanged, more events to look at).
 
-        The checks on the blob are byte searches over the whole of it, so their cost is per
-        read, not per event. Anything odd leaves every event to the per-event path.
+        When passing through, only the first and last events of a read can be special (usage,
+        the end, the start); the ordinary middle is checked for framing with two byte counts
+        over the whole of it, so its cost is per read, not per event. When translating, or if
+        anything looks odd, every event goes the per-event way.
         """
         if self.parse_all:
-            return b"", events
-        cut = len(events)
-        while cut and any(marker in events[cut - 1] for marker in self._SPECIAL):
-            cut -= 1
-        if not cut:
-            return b"", events
-        ordinary = self._bulk(events[:cut])
-        return (ordinary, events[cut:]) if ordinary is not None else (b"", events)
-
-    def _bulk(self, events: list[bytes]) -> bytes | None:
-        blob = b"\n\n".join(events)
-        if any(marker in blob for marker in self._SPECIAL):
-            return None
-        n = len(events)
-        if blob.count(self._FRAME) != n or blob.count(b"}\n\n") != n - 1 or blob[-1:] != b"}":
-            return None  # the per-event path says which event is broken
+            return region.split(b"\n\n"), b"", []
+        special = self._SPECIAL
+        start, end = 0, len(region)
+        head: list[bytes] = []
+        tail: list[bytes] = []
+        while start < end:  # peel special events off the tail
+            i = region.rfind(b"\n\n", start, end)
+            last = region[i + 2 if i >= 0 else start : end]
+            if not _has_any(last, special):
+                break
+            tail.append(last)
+            end = i if i >= 0 else start
+        while start < end:  # and off the head
+            i = region.find(b"\n\n", start, end)
+            first = region[start : i if i >= 0 else end]
+            if not _has_any(first, special):
+                break
+            head.append(first)
+            start = i + 2 if i >= 0 else end
+        tail.reverse()
+        if start >= end:
+            return head, b"", tail
+        blob = region[start:end] if start or end < len(region) else region
+        events = blob.count(b"\n\n") + 1
+        framed = (
+            blob.startswith(self._FIRST)
+            and blob[-1:] == b"}"
+            and blob.count(b"}\n\n" + self._FIRST) == events - 1
+        )
+        if not framed:
+            return region.split(b"\n\n"), b"", []  # the per-event path names the broken one
         self.unparsed.append(blob)
-        return blob + b"\n\n"
+        return head, blob + b"\n\n", tail
 
     def output_text(self) -> str:
         """The text generated so far (for token estimates)."""
@@ -120,6 +147,9 @@ class Decoder:
             raise _garbage(self.provider) from None
 
 
+_OPENAI_LOOK = (b'"usage":{', b'"usage": {', b'"error"')
+
+
 class OpenAIDecoder(Decoder):
     """`data: {chat.completion.chunk}` ... `data: [DONE]`."""
 
@@ -133,9 +163,7 @@ class OpenAIDecoder(Decoder):
         if data == b"[DONE]":
             self.finished = True
             return DONE
-        if not (
-            self.parse_all or b'"usage":{' in data or b'"usage": {' in data or b'"error"' in data
-        ):
+        if not (self.parse_all or _has_any(data, _OPENAI_LOOK)):
             return self._pass(raw, data)
         chunk = self._json(data)
         if not isinstance(chunk, dict):
@@ -174,7 +202,7 @@ class AnthropicDecoder(Decoder):
 
     _final_usage = False
     _SPECIAL = (b"event: message_", b"event: error")
-    _FRAME = b"\ndata: {"
+    _FIRST = b"event: "
 
     def decode(self, raw: bytes) -> Any:
         """(event name, data dict), or (event name, RAW) for an event passed through."""

@@ -146,8 +146,9 @@ class Adapter:
                 code="upstream_bad_response",
             ) from None
 
-    async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
-        """Yield the SSE events (raw bytes, without the blank line) of each read, batched.
+    async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """Yield, per read, the complete SSE events received (separated by blank lines,
+        without the final one); a partial event waits for the next read.
 
         A stream silent for the idle timeout, or cut, raises a GatewayError. The caller releases
         `resp` (an unfinished response then closes its connection).
@@ -169,13 +170,16 @@ class Adapter:
                 if not data:
                     break
                 watchdog.touch()
-                buf += data
-                if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
+                if buf:  # only a partial event pending costs a copy
+                    data = buf + data
+                if data.find(b"\r") >= 0:  # CRLF framing; a lone CR at the end waits in buf
+                    data = data.replace(b"\r\n", b"\n")
+                end = data.rfind(b"\n\n")
+                if end < 0:
+                    buf = data
                     continue
-                if b"\r" in buf:
-                    buf = buf.replace(b"\r\n", b"\n")
-                *complete, buf = buf.split(b"\n\n")
-                yield complete
+                buf = data[end + 2 :]
+                yield data[:end]
         finally:
             watchdog.cancel()
         if watchdog.expired:
@@ -184,7 +188,7 @@ class Adapter:
                 code="upstream_stream_stalled",
             )
         if buf.strip():
-            yield [buf]
+            yield buf
 
     async def _http_error(self, resp: aiohttp.ClientResponse) -> GatewayError:
         """Turn an upstream HTTP error into the error the client should see."""
