@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 
 from gateway.catalog import ProviderDef
+from gateway.deadline import Deadline
 from gateway.errors import (
     GatewayError,
     ServiceUnavailable,
@@ -102,7 +103,7 @@ class Adapter:
         """POST and wait for the response headers; an HTTP error is raised as a GatewayError."""
         headers = {"Content-Type": "application/json", **self.auth_headers(), **trace_headers}
         try:
-            async with asyncio.timeout(self.timeouts.first_byte):
+            with Deadline(self.timeouts.first_byte):
                 resp = await self.session.post(url, data=body, headers=headers)
         except TimeoutError:
             raise UpstreamTimeout(
@@ -125,7 +126,7 @@ class Adapter:
     async def read_json(self, resp: aiohttp.ClientResponse) -> tuple[bytes, Any]:
         """Read a whole JSON body under the idle timeout; garbage becomes a 502."""
         try:
-            async with asyncio.timeout(self.timeouts.idle):
+            with Deadline(self.timeouts.idle):
                 raw = await resp.read()
         except TimeoutError:
             raise UpstreamTimeout(

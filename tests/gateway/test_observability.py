@@ -97,3 +97,18 @@ def test_not_ready_when_no_provider_is_reachable(stack: Stack) -> None:
         for fake in stack.fakes.values():
             stack.lt.run(fake.start())
     assert request(stack, "GET", "/readyz").status_code == 200
+
+
+def test_histogram_buckets_are_cumulative() -> None:
+    from gateway.metrics import BUCKETS, Metrics
+    from gateway.usage import Usage
+
+    m = Metrics()
+    for seconds in (0.001, 0.02, 0.02, 200.0):
+        m.observe("m", "p", 200, seconds, None, Usage(), None)
+    buckets = dict(m.latency[("m", "p")].buckets())
+    assert buckets["0.005"] == 1 and buckets["0.025"] == 3 and buckets[str(BUCKETS[-1])] == 3
+    assert buckets["+Inf"] == 4
+    text = m.render().decode()
+    assert 'aigw_request_duration_seconds_count{model="m",provider="p"} 4.0' in text
+    assert 'aigw_requests_total{model="m",provider="p",status="200"} 4.0' in text
