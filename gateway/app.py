@@ -73,8 +73,9 @@ async def _serve(
         )
         resp = _fail(call, internal)
     else:
-        resp.headers.setdefault("x-request-id", call.trace_id)
-        resp.headers.setdefault("request-id", call.trace_id)
+        if not call.endpoint:  # the data plane's answers carry the trace id already
+            resp.headers.setdefault("x-request-id", call.trace_id)
+            resp.headers.setdefault("request-id", call.trace_id)
     if call.endpoint and not call.recorded:
         await gw.finish(call)  # committed before the response leaves
     return resp

@@ -32,7 +32,10 @@ def _has_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
     `bytes.find`, not `in`: CPython's bytes `__contains__` first tries the needle as an int and
     raises and clears a TypeError for every bytes needle, which costs more than the search.
     """
-    return any(data.find(n) >= 0 for n in needles)
+    for needle in needles:  # noqa: SIM110 (a generator expression costs more here)
+        if data.find(needle) >= 0:
+            return True
+    return False
 
 
 def _sse_fields(raw: bytes) -> tuple[bytes, bytes]:
@@ -67,9 +70,10 @@ class Decoder:
         self.unparsed: list[bytes] = []  # raw events, or several joined by a blank line
         self.finished = False
 
-    # Markers of the events a pass-through must look at (they come first or last in a stream),
-    # and the framing every event starts with.
-    _SPECIAL: tuple[bytes, ...] = ()
+    # Markers of the events a pass-through must look at, which come first (_HEAD) or last
+    # (_TAIL) in a stream, and the framing every event starts with.
+    _HEAD: tuple[bytes, ...] = ()
+    _TAIL: tuple[bytes, ...] = ()
     _FIRST = b"data: {"
 
     def split(self, region: bytes) -> tuple[list[bytes], bytes, list[bytes]]:
@@ -83,21 +87,20 @@ class Decoder:
         """
         if self.parse_all:
             return region.split(b"\n\n"), b"", []
-        special = self._SPECIAL
         start, end = 0, len(region)
         head: list[bytes] = []
         tail: list[bytes] = []
         while start < end:  # peel special events off the tail
             i = region.rfind(b"\n\n", start, end)
             last = region[i + 2 if i >= 0 else start : end]
-            if not _has_any(last, special):
+            if not _has_any(last, self._TAIL):
                 break
             tail.append(last)
             end = i if i >= 0 else start
-        while start < end:  # and off the head
+        while self._HEAD and start < end:  # and off the head
             i = region.find(b"\n\n", start, end)
             first = region[start : i if i >= 0 else end]
-            if not _has_any(first, special):
+            if not _has_any(first, self._HEAD):
                 break
             head.append(first)
             start = i + 2 if i >= 0 else end
@@ -153,7 +156,9 @@ _OPENAI_LOOK = (b'"usage":{', b'"usage": {', b'"error"')
 class OpenAIDecoder(Decoder):
     """`data: {chat.completion.chunk}` ... `data: [DONE]`."""
 
-    _SPECIAL = (b'"usage":{', b'"usage": {', b'"error"', b"[DONE]")
+    # Usage and [DONE] end a stream. An error chunk in the middle is passed through as it is:
+    # it is already in the client's format, and the stream then ends without [DONE].
+    _TAIL = (b"[DONE]", b'"usage":{', b'"usage": {', b'"error"')
 
     def decode(self, raw: bytes) -> Any:
         """A chunk dict."""
@@ -201,7 +206,8 @@ class AnthropicDecoder(Decoder):
     """`event: NAME` / `data: {...}` pairs, ending with message_stop."""
 
     _final_usage = False
-    _SPECIAL = (b"event: message_", b"event: error")
+    _HEAD = (b"event: message_start", b"event: error")
+    _TAIL = (b"event: message_", b"event: error")
     _FIRST = b"event: "
 
     def decode(self, raw: bytes) -> Any:

@@ -14,25 +14,32 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _rand = random.Random()
 
 
-def _hex(bits: int) -> str:
-    return f"{_rand.getrandbits(bits):0{bits // 4}x}"
+def _trace_id() -> str:
+    return f"{_rand.getrandbits(128):032x}"
+
+
+def _traceparent(trace_id: str) -> str:
+    # A new span id: the gateway is the upstream call's parent.
+    return f"00-{trace_id}-{_rand.getrandbits(64):016x}-01"
 
 
 def trace_ids(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
     """(trace id for records and responses, traceparent to send upstream)."""
+    parent = headers.get("traceparent")
+    rid = headers.get("x-request-id")
+    if parent is None and rid is None:  # the common case, kept short
+        trace_id = _trace_id()
+        return trace_id, _traceparent(trace_id)
     trace_id = ""
     w3c = ""
-    parent = headers.get("traceparent")
     if parent:
         m = _TRACEPARENT.match(parent.strip().lower())
         if m and m.group(1) != "0" * 32:
             w3c = m.group(1)
-    rid = headers.get("x-request-id")
     if rid and _REQUEST_ID.match(rid):
         trace_id = rid
     if not trace_id:
-        trace_id = w3c or _hex(128)
+        trace_id = w3c or _trace_id()
     if not w3c:
-        w3c = trace_id if _HEX32.match(trace_id) else _hex(128)
-    # A new span id: the gateway is the upstream call's parent.
-    return trace_id, f"00-{w3c}-{_hex(64)}-01"
+        w3c = trace_id if _HEX32.match(trace_id) else _trace_id()
+    return trace_id, _traceparent(w3c)

@@ -27,12 +27,14 @@ def usage_from_openai(usage: dict[str, Any] | None) -> Usage:
     if not isinstance(usage, dict):
         return Usage()
     details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    # Positional, and the type checks inlined: this runs once per request.
     return Usage(
-        input_tokens=_int(usage.get("prompt_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
-        cached_tokens=cached,
-        reported=True,
+        _int(usage.get("prompt_tokens")),
+        _int(usage.get("completion_tokens")),
+        cached if type(cached) is int and cached > 0 else 0,
+        False,
+        True,
     )
 
 
