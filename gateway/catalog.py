@@ -121,7 +121,7 @@ def add_provider(db: sqlite_utils.Database, provider: ProviderDef) -> None:
     with transaction(db):
         if db.execute("SELECT 1 FROM providers WHERE name = ?", [provider.name]).fetchone():
             raise ConflictError(f"provider {provider.name!r} already exists")
-        db["providers"].insert(
+        db.table("providers").insert(
             {
                 "name": provider.name,
                 "kind": provider.kind,
@@ -157,7 +157,7 @@ def add_model(db: sqlite_utils.Database, model: ModelDef) -> None:
             raise NotFoundError(f"no provider named {model.provider!r}; add it first")
         if db.execute("SELECT 1 FROM models WHERE alias = ?", [model.alias]).fetchone():
             raise ConflictError(f"model {model.alias!r} already exists")
-        db["models"].insert(
+        db.table("models").insert(
             {
                 "alias": model.alias,
                 "provider": model.provider,

@@ -300,7 +300,7 @@ async def _relay(
     out: web.StreamResponse | None = None
     try:
         async for region in adapter.events(resp):
-            head, blob, tail = decoder.split(region)
+            head, blob, rest = decoder.split(region)
             parts: list[bytes] = []
             for raw in head:
                 item = decoder.decode(raw)
@@ -308,7 +308,7 @@ async def _relay(
                     parts.append(data)
             if blob:
                 parts.append(blob)
-            for raw in tail:
+            for raw in rest:
                 item = decoder.decode(raw)
                 if item is not None and item is not DONE and (data := encode(raw, item)):
                     parts.append(data)

@@ -33,7 +33,8 @@ class _Histogram:
         self.total += value
 
     def buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
+        out: list[tuple[str, float]] = []
+        running = 0
         for bound, count in zip((*map(str, BUCKETS), "+Inf"), self.counts, strict=True):
             running += count
             out.append((bound, running))
@@ -100,24 +101,24 @@ class Metrics:
             ("aigw_time_to_first_token_seconds", "Time to the first streamed token.", self.ttft),
         ):
             family = HistogramMetricFamily(name, doc, labels=["model", "provider"])
-            for labels, hist in list(data.items()):
-                family.add_metric(list(labels), hist.buckets(), hist.total)
+            for pair, hist in list(data.items()):
+                family.add_metric(list(pair), hist.buckets(), hist.total)
             yield family
         tokens = CounterMetricFamily(
             "aigw_tokens",
             "Tokens by model and kind (input, output, cached).",
             labels=["model", "kind"],
         )
-        for labels, n in list(self.tokens.items()):
-            tokens.add_metric(list(labels), n)
+        for pair, n in list(self.tokens.items()):
+            tokens.add_metric(list(pair), n)
         yield tokens
         errors = CounterMetricFamily(
             "aigw_upstream_errors",
             "Provider failures by provider and kind.",
             labels=["provider", "kind"],
         )
-        for labels, n in list(self.upstream_errors.items()):
-            errors.add_metric(list(labels), n)
+        for pair, n in list(self.upstream_errors.items()):
+            errors.add_metric(list(pair), n)
         yield errors
 
     def render(self) -> bytes:

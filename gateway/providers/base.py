@@ -38,8 +38,6 @@ class Adapter:
     """One provider: its pooled HTTP session and how to address and authenticate to it."""
 
     protocol = "openai"
-    # The name under which an OpenAI-protocol upstream takes the output token limit.
-    token_limit_field = "max_tokens"
 
     def __init__(self, provider: ProviderDef, timeouts: Timeouts) -> None:
         self.provider = provider
@@ -81,6 +79,11 @@ class Adapter:
                 code="provider_credentials_missing",
             )
         return key
+
+    @property
+    def token_limit_field(self) -> str:
+        """Where an OpenAI-protocol upstream takes the output token limit."""
+        return "max_tokens"
 
     def url(self, endpoint: str, upstream_model: str) -> str:
         """The URL of `endpoint` ("chat", "chat_stream", "completions", "embeddings")."""

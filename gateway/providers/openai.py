@@ -34,7 +34,10 @@ class OpenAIAdapter(Adapter):
 class AzureOpenAIAdapter(OpenAIAdapter):
     """`api-key` against `{endpoint}/openai/deployments/{deployment}/...?api-version=`."""
 
-    token_limit_field = "max_completion_tokens"  # type: ignore[assignment]
+    @property
+    def token_limit_field(self) -> str:
+        """Azure's API follows OpenAI's own."""
+        return "max_completion_tokens"
 
     def url(self, endpoint: str, upstream_model: str) -> str:
         """The deployment's URL; the upstream model name is the deployment name."""

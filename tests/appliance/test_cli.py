@@ -95,6 +95,7 @@ def _aigw(*args: str) -> list[str]:
     return [sys.executable, "-m", "appliance.cli", *args]
 
 
+@pytest.mark.slow
 def test_up_serves_and_stops_cleanly_on_ctrl_c(config: Path) -> None:
     port = int(config.read_text().split("port = ")[1].split("\n")[0])
     proc = subprocess.Popen(
@@ -121,6 +122,7 @@ def test_up_serves_and_stops_cleanly_on_ctrl_c(config: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_up_refuses_a_non_loopback_address(tmp_path: Path) -> None:
     cfg = tmp_path / "aigw.toml"
     cfg.write_text(f'[server]\nhost = "0.0.0.0"\n[state]\ndir = "{tmp_path}"\n')
