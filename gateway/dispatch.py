@@ -317,7 +317,7 @@ async def _relay(
                     out = await _start(request, call)
                 await out.write(b"".join(parts))
                 call.mark_first_byte()
-        if not decoder.finished:
+        if not decoder.complete():
             raise UpstreamError(
                 f"provider {adapter.name!r} ended the stream before it was complete",
                 code="upstream_disconnected",

@@ -68,7 +68,12 @@ class Decoder:
         self.usage = Usage()
         self.seen: list[Any] = []
         self.unparsed: list[bytes] = []  # raw events, or several joined by a blank line
-        self.finished = False
+        self.finished = False  # the protocol's end marker arrived
+        self.ended = False  # a finish / stop reason arrived (some servers send no end marker)
+
+    def complete(self) -> bool:
+        """Whether the stream reached its end."""
+        return self.finished or self.ended
 
     # Markers of the events a pass-through must look at, which come first (_HEAD) or last
     # (_TAIL) in a stream, and the framing every event starts with.
@@ -150,7 +155,8 @@ class Decoder:
             raise _garbage(self.provider) from None
 
 
-_OPENAI_LOOK = (b'"usage":{', b'"usage": {', b'"error"')
+_FINISH = (b'"finish_reason":"', b'"finish_reason": "')
+_OPENAI_LOOK = (b'"usage":{', b'"usage": {', b'"error"', *_FINISH)
 
 
 class OpenAIDecoder(Decoder):
@@ -158,7 +164,7 @@ class OpenAIDecoder(Decoder):
 
     # Usage and [DONE] end a stream. An error chunk in the middle is passed through as it is:
     # it is already in the client's format, and the stream then ends without [DONE].
-    _TAIL = (b"[DONE]", b'"usage":{', b'"usage": {', b'"error"')
+    _TAIL = (b"[DONE]", *_OPENAI_LOOK)
 
     def decode(self, raw: bytes) -> Any:
         """A chunk dict."""
@@ -180,6 +186,9 @@ class OpenAIDecoder(Decoder):
         usage = chunk.get("usage")
         if usage:
             self.usage = usage_from_openai(usage)
+        for choice in chunk.get("choices") or ():
+            if choice.get("finish_reason"):
+                self.ended = True
         self.seen.append(chunk)
         return chunk
 
@@ -230,6 +239,7 @@ class AnthropicDecoder(Decoder):
             self.seen.append(obj)
         elif name == "message_delta":
             self._merge_delta_usage(obj.get("usage"))
+            self.ended = bool((obj.get("delta") or {}).get("stop_reason"))
         elif name == "message_stop":
             self.finished = True
             if not self._final_usage:  # no final output count: the gateway must estimate

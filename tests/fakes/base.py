@@ -21,7 +21,9 @@ import orjson
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-FaultKind = Literal["status", "hang", "stall", "reset", "malformed", "no_usage", "garbage_stream"]
+FaultKind = Literal[
+    "status", "hang", "stall", "reset", "malformed", "no_usage", "garbage_stream", "no_end"
+]
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 _ID_TABLE = ((string.ascii_letters + string.digits) * 5)[:256].encode()  # byte -> alnum
 
@@ -181,7 +183,9 @@ def float32_le(vec: list[float]) -> bytes:
 
 # --- the server ------------------------------------------------------------------------------
 
-_STREAM_FAULTS = frozenset({"stall", "reset", "malformed", "garbage_stream"})
+# no_end: the stream's last frame ([DONE], message_stop, Gemini's final chunk) is left out and
+# the body ends cleanly, as some OpenAI-compatible servers do.
+_STREAM_FAULTS = frozenset({"stall", "reset", "malformed", "garbage_stream", "no_end"})
 
 
 class FakeUpstream:
@@ -350,6 +354,11 @@ class FakeUpstream:
         fault = request.get(FAULT)
         if fault is None or fault.kind not in _STREAM_FAULTS:
             for frame in frames:
+                await resp.write(frame)
+            await resp.write_eof()
+            return resp
+        if fault.kind == "no_end":
+            for frame in frames[:-1]:
                 await resp.write(frame)
             await resp.write_eof()
             return resp

@@ -250,3 +250,19 @@ def test_client_disconnect_cancels_the_upstream_call(stack: Stack) -> None:
         time.sleep(0.05)
     [row] = stack.usage_rows("disconnect-test")
     assert row["status"] == 499 and row["error"] == "client_disconnected"
+
+
+@pytest.mark.parametrize("model", CHAT_MODELS)
+def test_stream_without_end_marker(oai: openai.OpenAI, stack: Stack, model: str) -> None:
+    # Some OpenAI-compatible servers end with the finish reason and no [DONE] (Anthropic: no
+    # message_stop); that is a complete answer. Gemini's last chunk carries the finish reason,
+    # so a Gemini stream without it is cut.
+    stack.fake_for(model).inject(Fault("no_end"))
+    stream = oai.chat.completions.create(model=model, messages=USER, stream=True)
+    if model == "gm":
+        with pytest.raises(openai.APIError):
+            list(stream)
+        return
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).endswith("hi")
+    assert stack.usage_rows()[-1]["status"] == 200
