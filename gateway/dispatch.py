@@ -298,6 +298,7 @@ async def _relay(
     decoder = _DECODERS[up](adapter.name, parse_all=up != call_protocol(call))
     encode, finish = _stream_plan(call, up, body, decoder)
     out: web.StreamResponse | None = None
+    held = b""  # the read that ended the stream: it goes out with the end of the body
     try:
         async for region in adapter.events(resp):
             head, blob, rest = decoder.split(region)
@@ -315,8 +316,14 @@ async def _relay(
             if parts:
                 if out is None:
                     out = await _start(request, call)
-                await out.write(b"".join(parts))
-                call.mark_first_byte()
+                if held:  # more came after the end marker: keep the order
+                    await out.write(held)
+                held = b"".join(parts)
+                call.mark_first_byte()  # (held answers go out a commit later: microseconds)
+                if decoder.finished:
+                    continue
+                await out.write(held)
+                held = b""
         if not decoder.complete():
             raise UpstreamError(
                 f"provider {adapter.name!r} ended the stream before it was complete",
@@ -324,7 +331,7 @@ async def _relay(
             )
         call.usage = decoder.usage
         _estimate(call, body, decoder.output_text)
-        tail = finish(call.usage)
+        tail = held + finish(call.usage)
     except GatewayError as err:
         if out is None:
             raise  # nothing reached the client yet: a plain HTTP error
@@ -332,13 +339,13 @@ async def _relay(
         _estimate(call, body, decoder.output_text)
         call.status, call.error = err.status, err.code
         call.upstream_error = err.code if isinstance(err, UpstreamError) else None
-        tail = stream_error_frame(call.api, err)
+        tail = held + stream_error_frame(call.api, err)
     finally:
         resp.release()
     await gw.finish(call)
     if out is None:
         out = await _start(request, call)
-    await out.write_eof(tail)  # the last event and the end of the body in one send
+    await out.write_eof(tail)  # the last events and the end of the body in one send
     return out
 
 

@@ -1,9 +1,10 @@
-"""Helpers shared by the translators: ids, JSON, data URLs, OpenAI usage objects."""
+"""Helpers shared by the translators: ids, JSON, data URLs, OpenAI usage objects and chunks."""
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -88,6 +89,49 @@ def stop_list(stop: Any, param: str = "stop") -> list[str] | None:
     raise InvalidRequest("stop must be a string or an array of strings", param=param)
 
 
+def messages_of(body: dict[str, Any]) -> list[Any]:
+    """The request's `messages`, which must be a non-empty array."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages must be a non-empty array", param="messages")
+    return messages
+
+
+def reject_legacy_functions(body: dict[str, Any]) -> None:
+    """Refuse the deprecated OpenAI `functions` / `function_call` request fields."""
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy):
+            raise InvalidRequest(
+                f"{legacy} is deprecated and not supported for this model; use tools",
+                param=legacy,
+            )
+
+
+def function_tools(tools: Any) -> Iterator[dict[str, Any]]:
+    """The `function` objects of OpenAI `tools`, each checked as it comes to be a named one."""
+    if not isinstance(tools, list):
+        raise InvalidRequest("tools must be an array", param="tools")
+    for tool in tools:
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise InvalidRequest("only function tools are supported for this model", param="tools")
+        fn = tool.get("function")
+        if not isinstance(fn, dict) or not fn.get("name"):
+            raise InvalidRequest("function tools need a name", param="tools")
+        yield fn
+
+
+def assistant_message(texts: list[str], tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """An OpenAI chat.completion assistant message from its text pieces and tool calls."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not tool_calls else None,
+        "refusal": None,
+    }
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return message
+
+
 def max_tokens_of(body: dict[str, Any]) -> int | None:
     """OpenAI `max_completion_tokens`, else `max_tokens`, else None."""
     value = body.get("max_completion_tokens")
@@ -108,3 +152,59 @@ def check_n(body: dict[str, Any]) -> int | None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise InvalidRequest("n must be a positive integer", param="n")
     return n
+
+
+class OpenAIChunkStream:
+    """The common half of the stream translators that emit OpenAI chat.completion.chunk dicts.
+
+    Every chunk carries one id, created time and model; `finish` adds the usage chunk when the
+    client asked for it (`stream_options.include_usage`). Subclasses implement `feed`.
+    """
+
+    __slots__ = ("_created", "_id", "_include_usage", "_model", "_started", "usage")
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.usage = Usage()
+        self._model = model
+        self._include_usage = include_usage
+        self._id = "chatcmpl-" + random_id()
+        self._created = now()
+        self._started = False
+
+    def _chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0
+    ) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ],
+        }
+        if self._include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def _role_chunk(self, index: int = 0) -> dict[str, Any]:
+        """The chunk that opens a choice."""
+        return self._chunk({"role": "assistant", "content": ""}, None, index)
+
+    def _openai_usage(self) -> dict[str, Any]:
+        """The `usage` object of the final chunk."""
+        return openai_usage(self.usage)
+
+    def finish(self) -> list[dict[str, Any]]:
+        if not self._include_usage:
+            return []
+        return [
+            {
+                "id": self._id,
+                "object": "chat.completion.chunk",
+                "created": self._created,
+                "model": self._model,
+                "choices": [],
+                "usage": self._openai_usage(),
+            }
+        ]

@@ -8,15 +8,20 @@ from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.translate._common import (
+    OpenAIChunkStream,
+    assistant_message,
     check_n,
     dumps,
+    function_tools,
     loads,
     max_tokens_of,
+    messages_of,
     now,
     openai_content_text,
     openai_usage,
     parse_data_url,
     random_id,
+    reject_legacy_functions,
     stop_list,
 )
 from gateway.usage import Usage, usage_from_anthropic, usage_from_openai
@@ -209,15 +214,8 @@ def _collapse(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 def _anthropic_tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequest("tools must be an array", param="tools")
     out = []
-    for tool in tools:
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequest("only function tools are supported for this model", param="tools")
-        fn = tool.get("function")
-        if not isinstance(fn, dict) or not fn.get("name"):
-            raise InvalidRequest("function tools need a name", param="tools")
+    for fn in function_tools(tools):
         params = fn.get("parameters")
         if not isinstance(params, dict) or not params:
             schema: dict[str, Any] = _empty_schema()
@@ -263,18 +261,11 @@ def openai_request_to_anthropic(
     body: dict[str, Any], upstream_model: str, default_max_tokens: int = 4096
 ) -> dict[str, Any]:
     """An OpenAI chat.completions request → an Anthropic Messages request."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages must be a non-empty array", param="messages")
+    messages = messages_of(body)
     n = check_n(body)
     if n is not None and n != 1:
         raise InvalidRequest("this model supports only n=1", param="n")
-    for legacy in ("functions", "function_call"):
-        if body.get(legacy):
-            raise InvalidRequest(
-                f"{legacy} is deprecated and not supported for this model; use tools",
-                param=legacy,
-            )
+    reject_legacy_functions(body)
 
     system: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
@@ -373,6 +364,15 @@ def _anthropic_usage_to_openai(raw: Any) -> dict[str, Any]:
     return openai_usage(usage_from_anthropic(raw))
 
 
+def _tool_use_to_call(block: dict[str, Any], arguments: str) -> dict[str, Any]:
+    """An Anthropic tool_use block → an OpenAI tool call carrying `arguments`."""
+    return {
+        "id": block.get("id"),
+        "type": "function",
+        "function": {"name": block.get("name"), "arguments": arguments},
+    }
+
+
 def anthropic_response_to_openai(resp: dict[str, Any], model: str) -> dict[str, Any]:
     """An Anthropic message → an OpenAI chat.completion object."""
     texts: list[str] = []
@@ -382,20 +382,8 @@ def anthropic_response_to_openai(resp: dict[str, Any], model: str) -> dict[str, 
         if btype == "text":
             texts.append(block.get("text") or "")
         elif btype == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id"),
-                    "type": "function",
-                    "function": {"name": block.get("name"), "arguments": dumps(block.get("input"))},
-                }
-            )
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not tool_calls else None,
-        "refusal": None,
-    }
-    if tool_calls:
-        message["tool_calls"] = tool_calls
+            tool_calls.append(_tool_use_to_call(block, dumps(block.get("input"))))
+    message = assistant_message(texts, tool_calls)
     return {
         "id": "chatcmpl-" + (resp.get("id") or random_id()),
         "object": "chat.completion",
@@ -490,9 +478,7 @@ def _tool_result_message(block: dict[str, Any], images: list[dict[str, Any]]) ->
 
 def anthropic_request_to_openai(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """An Anthropic Messages request → an OpenAI chat.completions request."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages must be a non-empty array", param="messages")
+    messages = messages_of(body)
     out: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
@@ -536,16 +522,7 @@ def anthropic_request_to_openai(body: dict[str, Any], upstream_model: str) -> di
                 if btype == "text":
                     texts.append(block.get("text") or "")
                 elif btype == "tool_use":
-                    tool_calls.append(
-                        {
-                            "id": block.get("id"),
-                            "type": "function",
-                            "function": {
-                                "name": block.get("name"),
-                                "arguments": dumps(block.get("input") or {}),
-                            },
-                        }
-                    )
+                    tool_calls.append(_tool_use_to_call(block, dumps(block.get("input") or {})))
                 elif btype in ("thinking", "redacted_thinking"):
                     continue
                 else:
@@ -685,53 +662,23 @@ def openai_response_to_anthropic(resp: dict[str, Any], model: str) -> dict[str, 
 # Streams
 
 
-class AnthropicToOpenAIStream:
+class AnthropicToOpenAIStream(OpenAIChunkStream):
     """Anthropic SSE events in, OpenAI chat.completion.chunk dicts out."""
 
-    __slots__ = (
-        "_block_tool",
-        "_created",
-        "_finished",
-        "_id",
-        "_include_usage",
-        "_model",
-        "_raw_usage",
-        "_started",
-        "_tool_count",
-        "usage",
-    )
+    __slots__ = ("_block_tool", "_finished", "_raw_usage", "_tool_count")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage = Usage()
-        self._model = model
-        self._include_usage = include_usage
-        self._id = "chatcmpl-" + random_id()
-        self._created = now()
-        self._started = False
+        super().__init__(model, include_usage)
         self._finished = False
         self._tool_count = 0
         self._block_tool: dict[int, int] = {}
         self._raw_usage: dict[str, Any] = {}
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return chunk
-
     def _out(self) -> list[dict[str, Any]]:
         if self._started:
             return []
         self._started = True
-        return [self._chunk({"role": "assistant", "content": ""})]
+        return [self._role_chunk()]
 
     def _record_usage(self, raw: Any) -> None:
         if isinstance(raw, dict):
@@ -805,20 +752,6 @@ class AnthropicToOpenAIStream:
             message = error.get("message") if isinstance(error, dict) else None
             raise UpstreamError(message or "the upstream stream reported an error")
         return []
-
-    def finish(self) -> list[dict[str, Any]]:
-        if not self._include_usage:
-            return []
-        return [
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [],
-                "usage": openai_usage(self.usage),
-            }
-        ]
 
 
 class OpenAIToAnthropicStream:

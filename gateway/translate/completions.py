@@ -57,56 +57,47 @@ def _completion_id(chat_id: Any) -> str:
     return "cmpl-" + random_id()
 
 
-def chat_response_to_completion(resp: dict[str, Any]) -> dict[str, Any]:
-    """A chat.completion object → a text_completion object."""
+def _to_completion(src: dict[str, Any], streamed: bool) -> dict[str, Any]:
+    """A chat.completion (or, streamed, a chat.completion.chunk) → its text_completion form."""
     choices = []
-    for pos, choice in enumerate(resp.get("choices") or ()):
-        message = choice.get("message") or {}
+    for pos, choice in enumerate(src.get("choices") or ()):
+        if streamed:
+            text = (choice.get("delta") or {}).get("content") or ""
+        else:
+            text = openai_content_text((choice.get("message") or {}).get("content"))
         reason = choice.get("finish_reason")
         choices.append(
             {
-                "text": openai_content_text(message.get("content")),
+                "text": text,
                 "index": choice.get("index", pos),
                 "logprobs": None,
                 "finish_reason": _FINISH.get(reason, reason),
             }
         )
     out: dict[str, Any] = {
-        "id": _completion_id(resp.get("id")),
+        "id": _completion_id(src.get("id")),
         "object": "text_completion",
-        "created": resp.get("created") or now(),
-        "model": resp.get("model"),
+        "created": src.get("created") or now(),
+        "model": src.get("model"),
         "choices": choices,
     }
-    if resp.get("system_fingerprint"):
-        out["system_fingerprint"] = resp["system_fingerprint"]
-    usage = resp.get("usage")
+    if streamed:
+        if "usage" in src:
+            out["usage"] = src["usage"]
+        return out
+    if src.get("system_fingerprint"):
+        out["system_fingerprint"] = src["system_fingerprint"]
+    usage = src.get("usage")
     if usage is not None:
         out["usage"] = usage
     return out
 
 
+def chat_response_to_completion(resp: dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion object → a text_completion object."""
+    return _to_completion(resp, False)
+
+
 def chat_chunk_to_completion(chunk: dict[str, Any]) -> dict[str, Any]:
     """A chat.completion.chunk → a streamed text_completion chunk."""
-    choices = []
-    for pos, choice in enumerate(chunk.get("choices") or ()):
-        delta = choice.get("delta") or {}
-        reason = choice.get("finish_reason")
-        choices.append(
-            {
-                "text": delta.get("content") or "",
-                "index": choice.get("index", pos),
-                "logprobs": None,
-                "finish_reason": _FINISH.get(reason, reason),
-            }
-        )
-    out: dict[str, Any] = {
-        "id": _completion_id(chunk.get("id")),
-        "object": "text_completion",
-        "created": chunk.get("created") or now(),
-        "model": chunk.get("model"),
-        "choices": choices,
-    }
-    if "usage" in chunk:
-        out["usage"] = chunk["usage"]
-    return out
+    return _to_completion(chunk, True)

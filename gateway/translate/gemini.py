@@ -9,17 +9,22 @@ from typing import Any
 
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.translate._common import (
+    OpenAIChunkStream,
+    assistant_message,
     check_n,
     dumps,
+    function_tools,
     loads,
     max_tokens_of,
+    messages_of,
     now,
     openai_usage,
     parse_data_url,
     random_id,
+    reject_legacy_functions,
     stop_list,
 )
-from gateway.usage import Usage, usage_from_gemini
+from gateway.usage import usage_from_gemini
 
 _FINISH_FROM_GEMINI = {
     "STOP": "stop",
@@ -310,15 +315,8 @@ def _function_response_part(msg: dict[str, Any], names: dict[str, str]) -> dict[
 
 
 def _gemini_tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise InvalidRequest("tools must be an array", param="tools")
     decls = []
-    for tool in tools:
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise InvalidRequest("only function tools are supported for this model", param="tools")
-        fn = tool.get("function")
-        if not isinstance(fn, dict) or not fn.get("name"):
-            raise InvalidRequest("function tools need a name", param="tools")
+    for fn in function_tools(tools):
         decl: dict[str, Any] = {"name": fn["name"]}
         if fn.get("description"):
             decl["description"] = fn["description"]
@@ -353,15 +351,8 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
 
 def openai_request_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI chat.completions request → a Gemini generateContent body."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages must be a non-empty array", param="messages")
-    for legacy in ("functions", "function_call"):
-        if body.get(legacy):
-            raise InvalidRequest(
-                f"{legacy} is deprecated and not supported for this model; use tools",
-                param=legacy,
-            )
+    messages = messages_of(body)
+    reject_legacy_functions(body)
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id → function name
@@ -500,13 +491,7 @@ def gemini_response_to_openai(resp: dict[str, Any], model: str) -> dict[str, Any
                     texts.append(part["text"])
             elif "functionCall" in part:
                 tool_calls.append(_tool_call(part["functionCall"], part.get("thoughtSignature")))
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": "".join(texts) if texts or not tool_calls else None,
-            "refusal": None,
-        }
-        if tool_calls:
-            message["tool_calls"] = tool_calls
+        message = assistant_message(texts, tool_calls)
         choices.append(
             {
                 "index": cand.get("index", pos),
@@ -535,53 +520,26 @@ def gemini_response_to_openai(resp: dict[str, Any], model: str) -> dict[str, Any
     }
 
 
-class GeminiToOpenAIStream:
+class GeminiToOpenAIStream(OpenAIChunkStream):
     """Gemini streamGenerateContent (alt=sse) events in, OpenAI chat.completion.chunk dicts out."""
 
-    __slots__ = (
-        "_created",
-        "_id",
-        "_include_usage",
-        "_meta",
-        "_model",
-        "_started",
-        "_state",
-        "usage",
-    )
+    __slots__ = ("_meta", "_state")
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.usage = Usage()
-        self._model = model
-        self._include_usage = include_usage
-        self._id = "chatcmpl-" + random_id()
-        self._created = now()
-        self._started = False
+        super().__init__(model, include_usage)
         # candidate index → [tool calls so far, finished]
         self._state: dict[int, list[Any]] = {}
         self._meta: Any = None
-
-    def _chunk(
-        self, index: int, delta: dict[str, Any], finish_reason: str | None = None
-    ) -> dict[str, Any]:
-        chunk: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
-        if self._include_usage:
-            chunk["usage"] = None
-        return chunk
 
     def _candidate(self, index: int, out: list[dict[str, Any]]) -> list[Any]:
         state = self._state.get(index)
         if state is None:
             state = self._state[index] = [0, False]
-            out.append(self._chunk(index, {"role": "assistant", "content": ""}))
+            out.append(self._role_chunk(index))
         return state
+
+    def _openai_usage(self) -> dict[str, Any]:
+        return _gemini_usage(self._meta)
 
     def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         error = data.get("error")
@@ -604,7 +562,7 @@ class GeminiToOpenAIStream:
                 state = self._candidate(0, out)
                 if not state[1]:
                     state[1] = True
-                    out.append(self._chunk(0, {}, "content_filter"))
+                    out.append(self._chunk({}, "content_filter"))
             return out
         for pos, cand in enumerate(candidates):
             index = cand.get("index", pos)
@@ -616,31 +574,17 @@ class GeminiToOpenAIStream:
                     if "text" in part:
                         text = part["text"]
                         if text and not part.get("thought"):
-                            out.append(self._chunk(index, {"content": text}))
+                            out.append(self._chunk({"content": text}, None, index))
                     elif "functionCall" in part:
                         call = _tool_call(part["functionCall"], part.get("thoughtSignature"))
                         call["index"] = state[0]
                         state[0] += 1
-                        out.append(self._chunk(index, {"tool_calls": [call]}))
+                        out.append(self._chunk({"tool_calls": [call]}, None, index))
             reason = cand.get("finishReason")
             if reason and not state[1]:
                 state[1] = True
-                out.append(self._chunk(index, {}, _finish_reason(reason, state[0] > 0)))
+                out.append(self._chunk({}, _finish_reason(reason, state[0] > 0), index))
         return out
-
-    def finish(self) -> list[dict[str, Any]]:
-        if not self._include_usage:
-            return []
-        return [
-            {
-                "id": self._id,
-                "object": "chat.completion.chunk",
-                "created": self._created,
-                "model": self._model,
-                "choices": [],
-                "usage": _gemini_usage(self._meta),
-            }
-        ]
 
 
 # --------------------------------------------------------------------------------------------
