@@ -7,7 +7,7 @@ request is translated, with OpenAI Chat Completions as the hub between Anthropic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -205,9 +205,7 @@ async def forward(
 # ---------------------------------------------------------------- streams
 
 
-def _stream_plan(
-    call: Call, up: str, body: dict[str, Any], decoder: Decoder
-) -> tuple[Encode, Finish]:
+def _stream_plan(call: Call, up: str, body: dict[str, Any]) -> tuple[Encode, Finish]:
     """How this combination of protocols turns upstream events into client bytes."""
     model = call.upstream_model
     if call.api == ANTHROPIC:
@@ -230,9 +228,8 @@ def _stream_plan(
     if up == "openai":
 
         def encode(raw: bytes, chunk: Any) -> bytes:
-            if chunk is RAW:
-                return raw + b"\n\n"
-            if not wants_usage and not chunk.get("choices") and chunk.get("usage"):
+            usage_only = chunk is not RAW and not chunk.get("choices") and chunk.get("usage")
+            if usage_only and not wants_usage:
                 return b""  # the usage chunk the gateway asked for, not the client
             return raw + b"\n\n"
 
@@ -258,10 +255,9 @@ def _stream_plan(
 
 
 def _finish_anthropic(
-    o2a: ta.OpenAIToAnthropicStream,
-    usage: Usage,
-    pending: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    o2a: ta.OpenAIToAnthropicStream, usage: Usage, pending: Iterable[dict[str, Any]] = ()
 ) -> list[tuple[str, dict[str, Any]]]:
+    """The end of an Anthropic stream made from OpenAI chunks (usage estimated if need be)."""
     events = [e for c in pending for e in o2a.feed(c)]
     if usage.estimated or not o2a.usage.reported:
         o2a.usage = usage
@@ -296,7 +292,7 @@ async def _relay(
     up = adapter.protocol
     # A stream in the client's own protocol is passed through; only translation parses all.
     decoder = _DECODERS[up](adapter.name, parse_all=up != call_protocol(call))
-    encode, finish = _stream_plan(call, up, body, decoder)
+    encode, finish = _stream_plan(call, up, body)
     out: web.StreamResponse | None = None
     held = b""  # the read that ended the stream: it goes out with the end of the body
     try:
