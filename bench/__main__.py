@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,9 +93,33 @@ class Proc:
 
 
 PROCS: list[Proc] = []  # every process we started; all stopped in main()'s finally
+STOPPING = False  # set by SIGTERM
+
+
+def on_sigterm(*_: object) -> None:
+    """SIGTERM: kill the children now, then unwind through main()'s finally.
+
+    The SystemExit can be swallowed: aiohttp turns any exception raised while it parses a
+    response into a failed request. So the children are killed here (a running phase then fails
+    fast instead of waiting for graceful shutdowns), and check_stop() raises again after the
+    phase and before anything new is started.
+    """
+    global STOPPING
+    STOPPING = True
+    for pr in PROCS:
+        if not pr.stopped and pr.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pr.popen.pid, signal.SIGKILL)
+    raise SystemExit(143)
+
+
+def check_stop() -> None:
+    if STOPPING:
+        raise SystemExit(143)
 
 
 def spawn(name: str, argv: list[str], tmp: Path, env: dict[str, str] | None = None) -> Proc:
+    check_stop()
     out, err = tmp / f"{name}.out", tmp / f"{name}.err"
     with out.open("wb") as fo, err.open("wb") as fe:
         popen = subprocess.Popen(
@@ -206,17 +230,21 @@ def start_upstream(tmp: Path, module: str) -> tuple[Proc, str]:
     return proc, url
 
 
-def start_proxy(tmp: Path, upstream: str) -> Target:
+def start_proxy(
+    tmp: Path, upstream: str, wrap: Sequence[str] = (), ready_s: float = 30.0
+) -> Target:
+    """Start the minimal proxy; ``wrap`` prefixes its command line (e.g. valgrind)."""
     port = free_port()
     argv = [PY, "-m", "bench.minimal_proxy", "--port", str(port), "--upstream", upstream]
-    proc = spawn("proxy", argv, tmp)
+    proc = spawn("proxy", [*wrap, *argv], tmp)
     t = Target("proxy", f"http://127.0.0.1:{port}/v1/chat/completions", UPSTREAM_MODEL, FAKE_KEY)
     t.proc = proc
-    wait_until(proc, lambda: listens(proc, port), 30)
+    wait_until(proc, lambda: listens(proc, port), ready_s)
     return t
 
 
-def start_aigw(tmp: Path, upstream: str) -> Target:
+def start_aigw(tmp: Path, upstream: str, wrap: Sequence[str] = (), ready_s: float = 60.0) -> Target:
+    """Configure aigw in ``tmp`` and start ``aigw up``; ``wrap`` prefixes only that command."""
     port = free_port()
     cfg = tmp / "aigw.toml"
     (tmp / "state").mkdir(exist_ok=True)
@@ -240,12 +268,12 @@ def start_aigw(tmp: Path, upstream: str) -> Target:
             out, err = (tmp / f"{name}.{s}" for s in ("out", "err"))
             tails = "\n".join(p.read_text(errors="replace")[-3000:] for p in (out, err))
             raise RuntimeError(f"`aigw {' '.join(args)}` exited {rc}\n{tails}")
-    proc = spawn("aigw", [AIGW, "up"], tmp, env)
+    proc = spawn("aigw", [*wrap, AIGW, "up"], tmp, env)
     key = os.environ.get("AIGW_BENCH_KEY") or "none"
     t = Target("aigw", f"http://127.0.0.1:{port}/v1/chat/completions", "bench-model", key)
     t.proc = proc
     healthz = f"http://127.0.0.1:{port}/healthz"
-    wait_until(proc, lambda: listens(proc, port) and http_ok(healthz), 60)
+    wait_until(proc, lambda: listens(proc, port) and http_ok(healthz), ready_s)
     return t
 
 
@@ -363,6 +391,11 @@ def main() -> int:
     p.add_argument("--only", default=",".join(TARGETS), help="targets: direct,proxy,aigw")
     p.add_argument("--modes", default=",".join(MODES), help="modes: nonstream,stream")
     p.add_argument("--fake-module", default="tests.fakes", help="module serving the fake upstream")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="then count instructions/request under callgrind (bench.instructions)",
+    )
     a = p.parse_args()
     targets = [x for x in a.only.split(",") if x]
     modes = [x for x in a.modes.split(",") if x]
@@ -371,7 +404,7 @@ def main() -> int:
     targets = [x for x in TARGETS if x in targets]
     modes = [x for x in MODES if x in modes]
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally on SIGTERM too
+    signal.signal(signal.SIGTERM, on_sigterm)  # run the finally on SIGTERM too
     tmp = Path(tempfile.mkdtemp(prefix="aigw-bench-"))
     rows: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
@@ -393,6 +426,7 @@ def main() -> int:
                 continue
             for mode in modes:
                 rows.append(measure(t, mode, a, up))
+                check_stop()
                 if t.proc and t.proc.popen.poll() is not None:
                     failures[name] = (
                         f"{name} exited with code {t.proc.popen.returncode} during {mode}"
@@ -405,6 +439,7 @@ def main() -> int:
                 failures["upstream"] = f"fake upstream exited with code {up.popen.returncode}"
                 log(f"{failures['upstream']}\n{up.tails()}")
                 break
+        check_stop()  # a swallowed SIGTERM ends the loop through failures
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         log(f"FAILED: {e}")
         for pr in PROCS:
@@ -435,11 +470,26 @@ def main() -> int:
     (RESULTS / "latest.md").write_text(md)
     doc = {"meta": meta, "results": rows, "ratios": ratios, "failures": failures}
     (RESULTS / "latest.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    rc = 0
     if failures or any(r["errors"] for r in rows):
         log(f"failures or request errors; logs kept in {tmp}")
-        return 1
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+        rc = 1
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if a.instructions and (only := [x for x in targets if x in ("proxy", "aigw")]):
+        print()
+        rc = max(rc, instructions_main(only, modes, a))
+    return rc
+
+
+def instructions_main(targets: list[str], modes: list[str], a: argparse.Namespace) -> int:
+    # bench.instructions imports this module by name; under ``-m bench`` it is ``__main__``.
+    sys.modules.setdefault("bench.__main__", sys.modules[__name__])
+    from bench import instructions
+
+    argv = ["--only", ",".join(targets), "--modes", ",".join(modes), "--fake-module",
+            a.fake_module, "--concurrency", str(a.concurrency)]  # fmt: skip
+    return instructions.main(argv)
 
 
 if __name__ == "__main__":
