@@ -294,7 +294,6 @@ async def _relay(
     decoder = _DECODERS[up](adapter.name, parse_all=up != call_protocol(call))
     encode, finish = _stream_plan(call, up, body)
     out: web.StreamResponse | None = None
-    held = b""  # the read that ended the stream: it goes out with the end of the body
     try:
         async for region in adapter.events(resp):
             head, blob, rest = decoder.split(region)
@@ -312,14 +311,8 @@ async def _relay(
             if parts:
                 if out is None:
                     out = await _start(request, call)
-                if held:  # more came after the end marker: keep the order
-                    await out.write(held)
-                held = b"".join(parts)
-                call.mark_first_byte()  # (held answers go out a commit later: microseconds)
-                if decoder.finished:
-                    continue
-                await out.write(held)
-                held = b""
+                await out.write(b"".join(parts))  # every read goes out as it came
+                call.mark_first_byte()
         if not decoder.complete():
             raise UpstreamError(
                 f"provider {adapter.name!r} ended the stream before it was complete",
@@ -327,7 +320,7 @@ async def _relay(
             )
         call.usage = decoder.usage
         _estimate(call, body, decoder.output_text)
-        tail = held + finish(call.usage)
+        tail = finish(call.usage)
     except GatewayError as err:
         if out is None:
             raise  # nothing reached the client yet: a plain HTTP error
@@ -335,13 +328,13 @@ async def _relay(
         _estimate(call, body, decoder.output_text)
         call.status, call.error = err.status, err.code
         call.upstream_error = err.code if isinstance(err, UpstreamError) else None
-        tail = held + stream_error_frame(call.api, err)
+        tail = stream_error_frame(call.api, err)
     finally:
         resp.release()
     await gw.finish(call)
     if out is None:
         out = await _start(request, call)
-    await out.write_eof(tail)  # the last events and the end of the body in one send
+    await out.write_eof(tail)  # the end marker, after the commit, with the end of the body
     return out
 
 
