@@ -329,6 +329,24 @@ def ratio(rows: list[dict[str, Any]], num: str, den: str, mode: str, key: str) -
     return {"value": n / d, "note": ""} if n is not None and d else {"value": None, "note": "n/a"}
 
 
+def target_ratios(
+    rows: list[dict[str, Any]], key: str, label: str, prefix: str
+) -> tuple[dict[str, Any], list[str]]:
+    """aigw / proxy of `key` per mode against the 1.3x target: (ratios, report lines)."""
+    ratios: dict[str, Any] = {}
+    lines = []
+    for mode in MODES:
+        c = ratio(rows, "aigw", "proxy", mode, key)
+        c["target"] = CPU_TARGET
+        c["met"] = None if c["value"] is None else c["value"] <= CPU_TARGET
+        ratios[f"{prefix}_aigw_over_proxy_{mode}"] = c
+        verdict = "n/a" if c["met"] is None else "met" if c["met"] else "NOT met"
+        lines.append(
+            f"- {label} aigw / proxy, {mode}: **{xfmt(c)}** (target <= {CPU_TARGET}x: {verdict})"
+        )
+    return ratios, lines
+
+
 def report(
     rows: list[dict[str, Any]], meta: dict[str, Any], failures: dict[str, str]
 ) -> tuple[str, dict[str, Any]]:
@@ -350,18 +368,8 @@ def report(
                 fmt(r["cpu_ms_per_req"], 3), fmt(r["rss_mib"], 1),
                 fmt(r["upstream_cpu_ms_per_req"], 3)]  # fmt: skip
         lines.append("| " + " | ".join(vals) + " |")
-    ratios: dict[str, Any] = {}
-    lines += ["", "## Ratios", ""]
-    for mode in MODES:
-        c = ratio(rows, "aigw", "proxy", mode, "cpu_ms_per_req")
-        c["target"] = CPU_TARGET
-        c["met"] = None if c["value"] is None else c["value"] <= CPU_TARGET
-        ratios[f"cpu_aigw_over_proxy_{mode}"] = c
-        verdict = "n/a" if c["met"] is None else "met" if c["met"] else "NOT met"
-        lines.append(
-            f"- CPU/request aigw / proxy, {mode}: **{xfmt(c)}** "
-            f"(target <= {CPU_TARGET}x: {verdict})"
-        )
+    ratios, ratio_lines = target_ratios(rows, "cpu_ms_per_req", "CPU/request", "cpu")
+    lines += ["", "## Ratios", "", *ratio_lines]
     for mode in MODES:
         for num in ("proxy", "aigw"):
             p = ratio(rows, num, "direct", mode, "p50_ms")

@@ -28,7 +28,6 @@ import orjson
 import uvloop
 
 from bench.__main__ import (
-    CPU_TARGET,
     MODES,
     PROCS,
     RESULTS,
@@ -38,11 +37,10 @@ from bench.__main__ import (
     fmt,
     log,
     on_sigterm,
-    ratio,
     start_aigw,
     start_proxy,
     start_upstream,
-    xfmt,
+    target_ratios,
 )
 from bench.loadgen import make_body, run_phase
 
@@ -149,18 +147,8 @@ def report(
             f"| {r['target']} | {r['mode']} | {r['ok'] + r['errors']} | {r['errors']} "
             f"| {fmt(per_k, 0)} |"
         )
-    ratios: dict[str, Any] = {}
-    lines += ["", "## Ratios", ""]
-    for mode in MODES:
-        c = ratio(rows, "aigw", "proxy", mode, "instr_per_req")
-        c["target"] = CPU_TARGET
-        c["met"] = None if c["value"] is None else c["value"] <= CPU_TARGET
-        ratios[f"instr_aigw_over_proxy_{mode}"] = c
-        verdict = "n/a" if c["met"] is None else "met" if c["met"] else "NOT met"
-        lines.append(
-            f"- Instructions/request aigw / proxy, {mode}: **{xfmt(c)}** "
-            f"(target <= {CPU_TARGET}x: {verdict})"
-        )
+    ratios, ratio_lines = target_ratios(rows, "instr_per_req", "Instructions/request", "instr")
+    lines += ["", "## Ratios", "", *ratio_lines]
     if failures:
         lines += ["", "## Failures", ""]
         lines += [f"- {k}: {v.splitlines()[0]}" for k, v in failures.items()]
