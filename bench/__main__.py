@@ -390,15 +390,22 @@ def report(
     return "\n".join(lines).rstrip() + "\n", ratios
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+def load_arguments(
+    p: argparse.ArgumentParser, targets: tuple[str, ...], requests: int, max_seconds: float
+) -> None:
+    """The load options both bench commands take (they differ in defaults only)."""
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--requests", type=int, default=3000, help="measured requests per phase")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="time cap per phase")
+    p.add_argument("--requests", type=int, default=requests, help="measured requests per phase")
+    p.add_argument("--max-seconds", type=float, default=max_seconds, help="time cap per phase")
     p.add_argument("--warmup", type=int, default=200, help="unmeasured requests per phase")
-    p.add_argument("--only", default=",".join(TARGETS), help="targets: direct,proxy,aigw")
+    p.add_argument("--only", default=",".join(targets), help=f"targets: {','.join(targets)}")
     p.add_argument("--modes", default=",".join(MODES), help="modes: nonstream,stream")
     p.add_argument("--fake-module", default="tests.fakes", help="module serving the fake upstream")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    load_arguments(p, TARGETS, requests=3000, max_seconds=60.0)
     p.add_argument(
         "--instructions",
         action="store_true",

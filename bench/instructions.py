@@ -35,6 +35,7 @@ from bench.__main__ import (
     Target,
     check_stop,
     fmt,
+    load_arguments,
     log,
     on_sigterm,
     start_aigw,
@@ -164,13 +165,7 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--requests", type=int, default=400, help="measured requests per phase")
-    p.add_argument("--warmup", type=int, default=200, help="unmeasured requests per phase")
-    p.add_argument("--max-seconds", type=float, default=300.0, help="time cap per phase")
-    p.add_argument("--only", default=",".join(TARGETS), help="targets: proxy,aigw")
-    p.add_argument("--modes", default=",".join(MODES), help="modes: nonstream,stream")
-    p.add_argument("--fake-module", default="tests.fakes", help="module serving the fake upstream")
+    load_arguments(p, TARGETS, requests=400, max_seconds=300.0)
     a = p.parse_args(argv)
     targets = [x for x in a.only.split(",") if x]
     modes = [x for x in a.modes.split(",") if x]

@@ -8,7 +8,8 @@ of our own turns them into metric families when /metrics is scraped.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -16,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.usage import Usage
 
+K = TypeVar("K", bound=tuple[str, ...])
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -88,14 +90,12 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         """Metric families for the Prometheus registry (called on scrape)."""
-        requests = CounterMetricFamily(
+        yield _counter(
             "aigw_requests",
             "Requests by model, provider and HTTP status.",
-            labels=["model", "provider", "status"],
+            ["model", "provider", "status"],
+            self.requests,
         )
-        for labels, n in list(self.requests.items()):
-            requests.add_metric(list(labels), n)
-        yield requests
         for name, doc, data in (
             ("aigw_request_duration_seconds", "Whole request duration.", self.latency),
             ("aigw_time_to_first_token_seconds", "Time to the first streamed token.", self.ttft),
@@ -104,23 +104,27 @@ class Metrics:
             for pair, hist in list(data.items()):
                 family.add_metric(list(pair), hist.buckets(), hist.total)
             yield family
-        tokens = CounterMetricFamily(
+        yield _counter(
             "aigw_tokens",
             "Tokens by model and kind (input, output, cached).",
-            labels=["model", "kind"],
+            ["model", "kind"],
+            self.tokens,
         )
-        for pair, n in list(self.tokens.items()):
-            tokens.add_metric(list(pair), n)
-        yield tokens
-        errors = CounterMetricFamily(
+        yield _counter(
             "aigw_upstream_errors",
             "Provider failures by provider and kind.",
-            labels=["provider", "kind"],
+            ["provider", "kind"],
+            self.upstream_errors,
         )
-        for pair, n in list(self.upstream_errors.items()):
-            errors.add_metric(list(pair), n)
-        yield errors
 
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+def _counter(name: str, doc: str, labels: list[str], data: Mapping[K, int]) -> CounterMetricFamily:
+    """A counter family from plain counts keyed by label values."""
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, n in list(data.items()):
+        family.add_metric(list(key), n)
+    return family

@@ -4,7 +4,6 @@ chunk by chunk. Nothing is buffered whole; the usage of the stream is read on th
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -215,6 +214,7 @@ class AnthropicDecoder(Decoder):
     """`event: NAME` / `data: {...}` pairs, ending with message_stop."""
 
     _final_usage = False
+    _raw_usage: dict[str, Any] = {}  # the usage as reported so far (message_start, then deltas)
     _HEAD = (b"event: message_start", b"event: error")
     _TAIL = (b"event: message_", b"event: error")
     _FIRST = b"event: "
@@ -234,7 +234,9 @@ class AnthropicDecoder(Decoder):
             raise _garbage(self.provider)
         name = event.decode() if event else str(obj.get("type", ""))
         if name == "message_start":
-            self.usage = usage_from_anthropic((obj.get("message") or {}).get("usage"))
+            usage = (obj.get("message") or {}).get("usage")
+            self._raw_usage = usage if isinstance(usage, dict) else {}
+            self.usage = usage_from_anthropic(usage)
         elif name == "content_block_delta":
             self.seen.append(obj)
         elif name == "message_delta":
@@ -259,20 +261,12 @@ class AnthropicDecoder(Decoder):
         return [delta.get("text") or delta.get("partial_json")]
 
     def _merge_delta_usage(self, usage: Any) -> None:
-        """message_delta carries cumulative output (and sometimes input) counts."""
+        """message_delta carries cumulative counts that update message_start's."""
         if not isinstance(usage, dict):
             return
         self._final_usage = True
-        merged = usage_from_anthropic({**_anthropic_usage_dict(self.usage), **usage})
-        self.usage = merged
-
-
-def _anthropic_usage_dict(u: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": u.input_tokens - u.cached_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_read_input_tokens": u.cached_tokens,
-    }
+        self._raw_usage = {**self._raw_usage, **usage}
+        self.usage = usage_from_anthropic(self._raw_usage)
 
 
 class GeminiDecoder(Decoder):
@@ -305,10 +299,6 @@ class GeminiDecoder(Decoder):
             for cand in obj.get("candidates") or ()
             for part in (cand.get("content") or {}).get("parts") or ()
         ]
-
-
-# An encoder turns (raw upstream event, decoded event) into the bytes the client gets.
-Encode = Callable[[bytes, Any], bytes]
 
 
 def openai_frames(chunks: list[dict[str, Any]]) -> bytes:

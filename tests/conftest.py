@@ -25,7 +25,7 @@ def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     if "stack" in request.fixturenames:
         s: Stack = request.getfixturevalue("stack")
         for fake in s.fakes.values():
-            fake._faults.clear()
+            fake.clear_faults()
             fake.cached_tokens = 0
 
 

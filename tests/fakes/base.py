@@ -237,6 +237,10 @@ class FakeUpstream:
         """Queue a fault (a copy); each request consumes one use of the head fault."""
         self._faults.append(dataclasses.replace(fault))
 
+    def clear_faults(self) -> None:
+        """Drop every queued fault."""
+        self._faults.clear()
+
     @property
     def pending_faults(self) -> list[Fault]:
         return list(self._faults)
