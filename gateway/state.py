@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from typing import Any
 
 import sqlite_utils
 
@@ -95,9 +94,9 @@ class Gateway:
             except sqlite3.Error as exc:
                 log.warning("catalog refresh failed: %s", exc)
 
-    def resolve(self, alias: Any) -> tuple[ModelDef, Adapter]:
+    def resolve(self, alias: str) -> tuple[ModelDef, Adapter]:
         """The model definition and adapter for an alias, or a 404 that says where to look."""
-        model = self.snapshot.models.get(alias) if isinstance(alias, str) else None
+        model = self.snapshot.models.get(alias)
         if model is None:
             raise ModelNotFound(
                 f"the model {alias!r} does not exist on this gateway; "

@@ -109,16 +109,16 @@ class Adapter:
         try:
             with Deadline(self.timeouts.first_byte):
                 resp = await self.session.post(url, data=body, headers=headers)
+        except aiohttp.ClientConnectionError as exc:  # aiohttp's connect timeout included
+            raise UpstreamError(
+                f"cannot reach provider {self.name!r}: {_describe(exc)}",
+                code="upstream_unreachable",
+            ) from None
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider {self.name!r} sent no response within "
                 f"{self.timeouts.first_byte:g} s; retry later or raise "
                 "[upstream] first_byte_timeout"
-            ) from None
-        except aiohttp.ClientConnectionError as exc:
-            raise UpstreamError(
-                f"cannot reach provider {self.name!r}: {_describe(exc)}",
-                code="upstream_unreachable",
             ) from None
         if resp.status >= 400:
             try:
