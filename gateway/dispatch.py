@@ -338,8 +338,15 @@ async def _relay(
     return out
 
 
+class _EventStream(web.StreamResponse):
+    """An SSE response whose headers leave with its first events: one send, not two. (The
+    relay starts a response only when it has events to write right away.)"""
+
+    _send_headers_immediately = False
+
+
 async def _start(request: web.Request, call: Call) -> web.StreamResponse:
-    out = web.StreamResponse(
+    out = _EventStream(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",

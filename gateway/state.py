@@ -12,7 +12,7 @@ import sqlite_utils
 from appliance.config import Config
 from appliance.writer import GroupCommitWriter
 from gateway.calls import Call
-from gateway.catalog import ModelDef, Snapshot, catalog_version, load_snapshot
+from gateway.catalog import ModelDef, ProviderDef, Snapshot, catalog_version, load_snapshot
 from gateway.errors import ModelNotFound
 from gateway.metrics import Metrics
 from gateway.providers.base import Adapter, Timeouts
@@ -82,8 +82,16 @@ class Gateway:
         for name, old in self.adapters.items():
             if name not in adapters:
                 asyncio.get_running_loop().create_task(old.close())
+        for name, adapter in adapters.items():
+            adapter.set_credential(*self._credential(snap.providers[name]))
         self.snapshot, self.adapters = snap, adapters
         log.info("catalog loaded: %d providers, %d models", len(snap.providers), len(snap.models))
+
+    def _credential(self, provider: ProviderDef) -> tuple[str | None, str]:
+        """A provider's API key and, when there is none, what the operator should do."""
+        env = provider.api_key_env
+        hint = f"set {env} in the gateway's environment" if env else "configure its API key"
+        return provider.api_key(), f"provider {provider.name!r} has no API key available; {hint}"
 
     async def _refresh_loop(self) -> None:
         while True:

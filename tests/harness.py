@@ -12,7 +12,8 @@ import json
 import os
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -130,6 +131,29 @@ class Stack:
             self.lt.run(fake.stop())
         self.lt.stop()
 
+    def reload(self) -> None:
+        """Make the gateway reload its catalog and credentials now."""
+        assert self.gateway is not None
+        gateway = self.gateway
+
+        async def reload() -> None:
+            gateway.reload()
+
+        self.lt.run(reload())
+
+    @contextmanager
+    def provider_key(self, fake: str, value: str | None) -> Iterator[None]:
+        """Run with another API key (None: no key) for one fake's provider."""
+        env = KEY_ENV[fake]
+        old = os.environ.get(env)
+        _set_env(env, value)
+        self.reload()
+        try:
+            yield
+        finally:
+            _set_env(env, old)
+            self.reload()
+
     def fake_for(self, alias: str) -> FakeUpstream:
         """The fake provider behind a model alias."""
         return self.fakes[MODELS[alias][0]]
@@ -143,6 +167,13 @@ class Stack:
             return list(db.query("SELECT * FROM usage WHERE trace_id = ? ORDER BY id", [trace_id]))
         finally:
             db.conn.close()
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 @dataclass

@@ -40,7 +40,7 @@ async def readyz(request: web.Request) -> web.Response:
     problems = []
     if not check_writable(gw.db):
         problems.append("the database does not accept writes")
-    keyed = {m.provider for m in snap.models.values() if snap.providers[m.provider].api_key()}
+    keyed = {m.provider for m in snap.models.values() if gw.adapters[m.provider].has_credential}
     names = sorted(keyed)
     up = await asyncio.gather(*(_reachable(snap.providers[n]) for n in names))
     reachable = {n for n, ok in zip(names, up, strict=True) if ok}

@@ -16,6 +16,6 @@ class AnthropicAdapter(Adapter):
         """Only the Messages endpoint exists."""
         return self.provider.base_url + "/v1/messages"
 
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self, key: str) -> dict[str, str]:
         """Key and API version."""
-        return {"x-api-key": self.credential(), "anthropic-version": ANTHROPIC_VERSION}
+        return {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}

@@ -45,6 +45,8 @@ class Adapter:
         self.timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
         self._sweeper = IdleSweeper()
+        self._headers: dict[str, str] | None = None
+        self._missing = f"provider {self.name!r} has no API key available"
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -68,17 +70,19 @@ class Adapter:
         if self._session is not None:
             await self._session.close()
 
-    def credential(self) -> str:
-        """The API key, or a 503 that says how to provide it."""
-        key = self.provider.api_key()
-        if not key:
-            env = self.provider.api_key_env
-            hint = f"set {env} in the gateway's environment" if env else "configure its API key"
-            raise ServiceUnavailable(
-                f"provider {self.name!r} has no API key available; {hint}",
-                code="provider_credentials_missing",
-            )
-        return key
+    def set_credential(self, key: str | None, missing: str) -> None:
+        """Take the provider's key (the gateway reads it from the vault or the environment
+        when the catalog loads); the request headers are built once here, not per request.
+        `missing` is what a request hears while there is no key."""
+        self._headers = (
+            {"Content-Type": "application/json", **self.auth_headers(key)} if key else None
+        )
+        self._missing = missing
+
+    @property
+    def has_credential(self) -> bool:
+        """True when the provider's key is loaded."""
+        return self._headers is not None
 
     @property
     def token_limit_field(self) -> str:
@@ -89,8 +93,8 @@ class Adapter:
         """The URL of `endpoint` ("chat", "chat_stream", "completions", "embeddings")."""
         raise NotImplementedError
 
-    def auth_headers(self) -> dict[str, str]:
-        """Headers that authenticate the box to this provider."""
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """Headers that authenticate the box to this provider with `key`."""
         raise NotImplementedError
 
     def error_message(self, body: Any) -> str | None:
@@ -105,7 +109,9 @@ class Adapter:
         self, url: str, body: bytes, trace_headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
         """POST and wait for the response headers; an HTTP error is raised as a GatewayError."""
-        headers = {"Content-Type": "application/json", **self.auth_headers(), **trace_headers}
+        if self._headers is None:
+            raise ServiceUnavailable(self._missing, code="provider_credentials_missing")
+        headers = {**self._headers, **trace_headers}
         try:
             with Deadline(self.timeouts.first_byte):
                 resp = await self.session.post(url, data=body, headers=headers)

@@ -23,6 +23,6 @@ class GeminiAdapter(Adapter):
         model = upstream_model.removeprefix("models/")
         return f"{self.provider.base_url}/v1beta/models/{quote(model, safe='')}{_METHODS[endpoint]}"
 
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self, key: str) -> dict[str, str]:
         """API key header (keeps the key out of URLs and so out of any log of them)."""
-        return {"x-goog-api-key": self.credential()}
+        return {"x-goog-api-key": key}

@@ -26,9 +26,9 @@ class OpenAIAdapter(Adapter):
         """The URL of an endpoint; the model travels in the body."""
         return self.provider.base_url + _PATHS[endpoint]
 
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self, key: str) -> dict[str, str]:
         """Bearer token."""
-        return {"Authorization": "Bearer " + self.credential()}
+        return {"Authorization": "Bearer " + key}
 
 
 class AzureOpenAIAdapter(OpenAIAdapter):
@@ -46,6 +46,6 @@ class AzureOpenAIAdapter(OpenAIAdapter):
             f"{_PATHS[endpoint]}?api-version={quote(self.provider.api_version or '', safe='')}"
         )
 
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self, key: str) -> dict[str, str]:
         """Azure's key header."""
-        return {"api-key": self.credential()}
+        return {"api-key": key}

@@ -137,21 +137,15 @@ def test_upstream_400_passes_the_providers_message(oai: openai.OpenAI, stack: St
     assert "temperature too high" in exc.value.message
 
 
-def test_wrong_provider_key_is_a_502_not_a_401(
-    oai: openai.OpenAI, stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AIGW_TEST_OPENAI_KEY", "sk-wrong")
-    with pytest.raises(openai.InternalServerError) as exc:
+def test_wrong_provider_key_is_a_502_not_a_401(oai: openai.OpenAI, stack: Stack) -> None:
+    with stack.provider_key("openai", "sk-wrong"), pytest.raises(openai.InternalServerError) as exc:
         oai.chat.completions.create(model="oa", messages=USER)
     assert exc.value.code == "upstream_auth_failed"
     assert "sk-wrong" not in exc.value.message
 
 
-def test_missing_provider_key_is_a_clear_503(
-    oai: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("AIGW_TEST_GEMINI_KEY")
-    with pytest.raises(openai.InternalServerError) as exc:
+def test_missing_provider_key_is_a_clear_503(oai: openai.OpenAI, stack: Stack) -> None:
+    with stack.provider_key("gemini", None), pytest.raises(openai.InternalServerError) as exc:
         oai.chat.completions.create(model="gm", messages=USER)
     assert exc.value.status_code == 503 and "AIGW_TEST_GEMINI_KEY" in exc.value.message
 

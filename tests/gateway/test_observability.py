@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import openai
 import pytest
 
@@ -69,20 +71,17 @@ def test_upstream_errors_are_counted_by_kind(oai: openai.OpenAI, stack: Stack) -
     assert 'aigw_upstream_errors_total{kind="upstream_bad_response",provider="fake-gemini"}' in text
 
 
-def test_health_and_readiness(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_health_and_readiness(stack: Stack) -> None:
     assert request(stack, "GET", "/healthz").json() == {"status": "ok"}
     ready = request(stack, "GET", "/readyz")
     assert ready.status_code == 200 and ready.json()["usable_models"] == 7
-    for env in (
-        "AIGW_TEST_OPENAI_KEY",
-        "AIGW_TEST_ANTHROPIC_KEY",
-        "AIGW_TEST_GEMINI_KEY",
-        "AIGW_TEST_AZURE_KEY",
-    ):
-        monkeypatch.delenv(env)
-    not_ready = request(stack, "GET", "/readyz")
+    with ExitStack() as keys:
+        for fake in stack.fakes:
+            keys.enter_context(stack.provider_key(fake, None))
+        not_ready = request(stack, "GET", "/readyz")
     assert not_ready.status_code == 503
     assert not_ready.json()["problems"] == ["no model's provider has an API key available"]
+    assert request(stack, "GET", "/readyz").status_code == 200
 
 
 def test_not_ready_when_no_provider_is_reachable(stack: Stack) -> None:
