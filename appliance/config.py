@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +21,9 @@ SYSTEM_CONFIG = Path("/etc/aigw/aigw.toml")
 DEV_CONFIG = Path("var/aigw.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SERIES = ("G", "S")
+VAULT_KEKS = ("keyfile", "passphrase", "credential")
+# A systemd credential name becomes a file name under $CREDENTIALS_DIRECTORY.
+CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,20 @@ class BoxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VaultConfig:
+    """The secrets vault and where its key-encryption key (KEK) comes from."""
+
+    # keyfile: a root-only file of 32 random bytes (the development default);
+    # passphrase: typed by an operator at each start (the vault opens sealed);
+    # credential: a systemd credential, TPM2-sealed on boxes that have one.
+    kek: str = "keyfile"
+    # Empty means the default under the state directory (vault.json, vault.key).
+    path: str = ""
+    key_file: str = ""
+    credential: str = "aigw-vault-kek"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole static configuration, validated."""
 
@@ -86,6 +104,7 @@ class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     usage: UsageConfig = field(default_factory=UsageConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
     source: str = "<defaults>"
 
     @property
@@ -98,6 +117,20 @@ class Config:
         """The SQLite database file."""
         return self.state_dir / "aigw.db"
 
+    @property
+    def vault_path(self) -> Path:
+        """The vault file, absolute."""
+        if self.vault.path:
+            return Path(self.vault.path).expanduser().resolve()
+        return self.state_dir / "vault.json"
+
+    @property
+    def vault_key_file(self) -> Path:
+        """The vault's key file (used when [vault] kek is "keyfile"), absolute."""
+        if self.vault.key_file:
+            return Path(self.vault.key_file).expanduser().resolve()
+        return self.state_dir / "vault.key"
+
 
 _SECTIONS: dict[str, type] = {
     "box": BoxConfig,
@@ -106,6 +139,7 @@ _SECTIONS: dict[str, type] = {
     "upstream": UpstreamConfig,
     "usage": UsageConfig,
     "log": LogConfig,
+    "vault": VaultConfig,
 }
 
 
@@ -154,6 +188,16 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"[box] series must be one of {', '.join(SERIES)}, got {cfg.box.series!r}"
         )
+    v = cfg.vault
+    if v.kek not in VAULT_KEKS:
+        raise ConfigError(f"[vault] kek must be one of {', '.join(VAULT_KEKS)}, got {v.kek!r}")
+    if not CREDENTIAL_NAME.fullmatch(v.credential):
+        raise ConfigError(
+            f"[vault] credential must be a systemd credential name (letters, digits, _ . @ -), "
+            f"got {v.credential!r}"
+        )
+    if cfg.vault_path == cfg.vault_key_file:
+        raise ConfigError("[vault] path and key_file must be different files")
 
 
 def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:

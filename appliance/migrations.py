@@ -120,6 +120,14 @@ MIGRATIONS: list[str] = [
         hash TEXT NOT NULL
     );
     """,
+    # 3: who made each request (the key, its owners and scenario tags), for cost allocation.
+    """
+    ALTER TABLE usage ADD COLUMN key_id TEXT;
+    ALTER TABLE usage ADD COLUMN project TEXT;
+    ALTER TABLE usage ADD COLUMN department TEXT;
+    ALTER TABLE usage ADD COLUMN user TEXT;
+    ALTER TABLE usage ADD COLUMN tags TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

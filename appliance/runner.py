@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import ipaddress
 import logging
 import signal
 import sys
 
+import sqlite_utils
 import uvloop
 from aiohttp import web
 
 from appliance.config import Config
 from appliance.errors import ConfigError
 from appliance.store import open_store
+from appliance.vault import VaultError, open_vault
+from gateway.admin.unix_socket import SOCKET_NAME, start_admin_socket
 from gateway.app import create_app
 from gateway.state import Gateway
+from gateway.tenancy.tokens import create_admin_token
 
 log = logging.getLogger("aigw")
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def tune_gc() -> None:
@@ -54,17 +47,32 @@ def setup_logging(cfg: Config) -> None:
     )
 
 
-def _next_steps(cfg: Config, url: str, gw: Gateway) -> str:
-    lines = [f"aigw gateway listening on {url}  (state: {cfg.state_dir})", ""]
-    if not gw.snapshot.models:
+def _next_steps(cfg: Config, url: str, gw: Gateway, admin_token: str | None) -> str:
+    lines = [
+        f"aigw gateway listening on {url}  (state: {cfg.state_dir})",
+        f"admin API: {url}/admin/v1 (token) and {cfg.state_dir / SOCKET_NAME} (local, no token)",
+        "",
+    ]
+    if admin_token is not None:
+        lines += [
+            "First start: an admin token was created. It is shown only this once; keep it:",
+            f"  {admin_token}",
+            "",
+        ]
+    if not gw.snapshot.models or not len(gw.keys):
         lines += [
             "Next steps:",
-            "  1. add a provider (its key stays in the environment variable you name):",
-            "       aigw providers add openai --kind openai --api-key-env OPENAI_API_KEY",
+            "  1. add a provider and give it its API key (stored encrypted in the vault):",
+            "       aigw providers add openai --kind openai",
+            "       aigw providers set-key openai        # reads the key from stdin",
             "  2. add a model alias:",
             "       aigw models add gpt-4o-mini --provider openai --upstream-model gpt-4o-mini",
-            "  3. call it:",
-            f"       curl {url}/v1/chat/completions -H 'Content-Type: application/json' \\",
+            "  3. create a department, a project and a key for an application:",
+            "       aigw departments add eng && aigw projects add demo --department eng",
+            "       aigw keys create --project demo --name my-app   # prints sk-aigw-...",
+            "  4. call it:",
+            f"       curl {url}/v1/chat/completions -H 'Authorization: Bearer sk-aigw-...' \\",
+            "         -H 'Content-Type: application/json' \\",
             '         -d \'{"model": "gpt-4o-mini", '
             '"messages": [{"role": "user", "content": "Hi"}]}\'',
         ]
@@ -73,34 +81,46 @@ def _next_steps(cfg: Config, url: str, gw: Gateway) -> str:
             f"Serving {len(gw.snapshot.models)} models: {', '.join(sorted(gw.snapshot.models))}"
         )
         lines.append(f"OpenAI SDK: base_url={url}/v1   Anthropic SDK: base_url={url}")
+    if gw.vault is not None and gw.vault.sealed:
+        lines.append("The vault is sealed: run `aigw vault unseal` to use provider keys.")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 
 
+def _bootstrap_admin(db: sqlite_utils.Database) -> str | None:
+    """The first admin token, on the first start of a box nobody provisioned (development)."""
+    if db.execute("SELECT 1 FROM admin_tokens LIMIT 1").fetchone():
+        return None
+    _, token = create_admin_token(db, "local:aigw-up", "bootstrap", "admin")
+    return token
+
+
 async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
-    if not is_loopback(cfg.server.host):
-        raise ConfigError(
-            f"[server] host = {cfg.server.host!r}: the gateway has no client authentication yet, "
-            "so it listens only on loopback (127.0.0.1 or ::1)"
-        )
     db = open_store(cfg.database_path)
-    gw = Gateway(cfg, db)
+    try:
+        vault = open_vault(cfg)
+    except VaultError as exc:
+        raise ConfigError(f"the vault cannot be opened: {exc}") from None
+    admin_token = _bootstrap_admin(db)
+    gw = Gateway(cfg, db, vault)
     app = create_app(gw)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024)
     try:
         await site.start()
+        await start_admin_socket(runner, cfg.state_dir)
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError(
-            f"cannot listen on {cfg.server.host}:{cfg.server.port}: {exc.strerror}; "
-            "change [server] port or stop whatever uses it"
+            f"cannot listen on {cfg.server.host}:{cfg.server.port} or on the admin socket in "
+            f"{cfg.state_dir}: {exc.strerror or exc}; change [server] port or stop whatever "
+            "uses it"
         ) from None
     host = f"[{cfg.server.host}]" if ":" in cfg.server.host else cfg.server.host
     url = f"http://{host}:{cfg.server.port}"
-    print(_next_steps(cfg, url, gw), flush=True)
+    print(_next_steps(cfg, url, gw, admin_token), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,6 +133,7 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     finally:
         log.info("stopping")
         await runner.cleanup()
+        (cfg.state_dir / SOCKET_NAME).unlink(missing_ok=True)
         db.conn.close()
 
 

@@ -29,7 +29,10 @@ from typing import Any
 import orjson
 import uvloop
 
+from appliance.store import open_store
 from bench.loadgen import make_body, run_phase
+from gateway.tenancy import keys
+from gateway.tenancy import store as tenancy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -243,6 +246,17 @@ def start_proxy(
     return t
 
 
+def issue_key(database: Path) -> str:
+    """A gateway key for the load (department, project and key made in the store directly)."""
+    db = open_store(database)
+    try:
+        tenancy.create_department(db, "bench", name="bench")
+        tenancy.create_project(db, "bench", name="bench", department="bench")
+        return keys.create_key(db, "bench", name="bench", project="bench")[1]
+    finally:
+        db.conn.close()
+
+
 def start_aigw(tmp: Path, upstream: str, wrap: Sequence[str] = (), ready_s: float = 60.0) -> Target:
     """Configure aigw in ``tmp`` and start ``aigw up``; ``wrap`` prefixes only that command."""
     port = free_port()
@@ -268,8 +282,8 @@ def start_aigw(tmp: Path, upstream: str, wrap: Sequence[str] = (), ready_s: floa
             out, err = (tmp / f"{name}.{s}" for s in ("out", "err"))
             tails = "\n".join(p.read_text(errors="replace")[-3000:] for p in (out, err))
             raise RuntimeError(f"`aigw {' '.join(args)}` exited {rc}\n{tails}")
+    key = issue_key(tmp / "state" / "aigw.db")
     proc = spawn("aigw", [*wrap, AIGW, "up"], tmp, env)
-    key = os.environ.get("AIGW_BENCH_KEY") or "none"
     t = Target("aigw", f"http://127.0.0.1:{port}/v1/chat/completions", "bench-model", key)
     t.proc = proc
     healthz = f"http://127.0.0.1:{port}/healthz"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway.admin import build_admin_app
 from gateway.api import anthropic, health, openai
 from gateway.api.common import CALL, GATEWAY
+from gateway.auth import AuthError, check_address, merge_tags, presented_secret
 from gateway.calls import Call
 from gateway.envelopes import ANTHROPIC, OPENAI, error_response
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, UpstreamError
@@ -36,16 +39,53 @@ def _http_error(exc: web.HTTPException) -> GatewayError:
 @web.middleware
 async def data_plane(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Trace id, error envelopes and the usage record for every /v1 request."""
-    api = ANTHROPIC if request.path.startswith("/v1/messages") else OPENAI
+    path = request.path
+    if path.startswith("/admin/"):
+        return await handler(request)  # the admin API has its own auth and envelope
+    api = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
     trace_id, traceparent = trace_ids(request.headers)
     call = Call(trace_id, traceparent, api, "")
     request[CALL] = call
     gw = request.app[GATEWAY]
     gw.inflight += 1
     try:
+        if path.startswith("/v1/"):
+            try:
+                _authenticate(gw, request, call)
+            except GatewayError as err:
+                return await _refuse(gw, request, call, err)
         return await _serve(gw, request, handler, call)
     finally:
         gw.inflight -= 1
+
+
+def _authenticate(gw: Gateway, request: web.Request, call: Call) -> None:
+    """Who is calling: the key from memory, its address allow-list, the scenario tags."""
+    key = gw.keys.authenticate(presented_secret(request.headers))
+    check_address(key, request.remote)
+    call.key = key
+    tags = request.headers.get("x-aigw-tags")
+    call.tags = merge_tags(key.tags, tags) if tags else key.tags
+
+
+async def _refuse(
+    gw: Gateway, request: web.Request, call: Call, err: GatewayError
+) -> web.StreamResponse:
+    """A refused key: answered (after a delay when one address keeps failing), not recorded
+    as usage: nobody is accountable for it."""
+    if isinstance(err, AuthError):
+        delay = gw.auth_failures.delay(request.remote, time.monotonic())
+        if delay:
+            await asyncio.sleep(delay)
+    log.info(
+        "refused %s %s from %s: %s (trace %s)",
+        request.method,
+        request.path,
+        request.remote,
+        err.code,
+        call.trace_id,
+    )
+    return _fail(call, err)
 
 
 async def _serve(
@@ -105,6 +145,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
+    app.add_subapp("/admin/v1", build_admin_app(gateway))
 
     async def on_startup(app: web.Application) -> None:
         await gateway.start()

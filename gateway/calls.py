@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from gateway.auth import KeyEntry
 from gateway.usage import Usage
 
 
@@ -27,6 +28,8 @@ class Call:
     first_byte: float | None = None
     usage: Usage = field(default_factory=Usage)
     recorded: bool = False
+    key: KeyEntry | None = None
+    tags: tuple[str, ...] = ()
 
     def mark_first_byte(self) -> None:
         """Note the time the first byte of the answer reached the client."""

@@ -18,6 +18,7 @@ import sqlite_utils
 from appliance.errors import ConflictError, NotFoundError
 from appliance.store import transaction, utcnow
 from gateway.errors import InvalidRequest
+from gateway.tenancy.audit import record
 
 # kind → (wire protocol, default base URL). Every OpenAI-compatible service is kind "openai".
 PROVIDER_KINDS: dict[str, tuple[str, str | None]] = {
@@ -69,7 +70,8 @@ class Snapshot:
     models: dict[str, ModelDef]
 
 
-def _check_name(what: str, name: str) -> None:
+def check_name(what: str, name: str) -> None:
+    """Refuse a name that would not read safely in URLs, CLIs and logs."""
     if not _NAME.match(name):
         raise InvalidRequest(
             f"{what} {name!r} is not valid: use 1-128 letters, digits and . _ : / -, "
@@ -85,7 +87,7 @@ def validate_provider(
     api_version: str | None = None,
 ) -> ProviderDef:
     """Check a provider definition and fill in defaults."""
-    _check_name("provider name", name)
+    check_name("provider name", name)
     if kind not in PROVIDER_KINDS:
         raise InvalidRequest(
             f"provider kind {kind!r} is unknown; use one of {', '.join(PROVIDER_KINDS)}"
@@ -103,7 +105,9 @@ def validate_provider(
     return ProviderDef(name, kind, url.rstrip("/"), api_key_env, api_version)
 
 
-def _bump(db: sqlite_utils.Database) -> None:
+def bump_version(db: sqlite_utils.Database) -> None:
+    """Bump the shared change counter (inside the writer's transaction), so a running gateway
+    reloads what it holds in memory within a second."""
     db.execute(
         "INSERT INTO settings(key, value) VALUES ('catalog_version', '1') "
         "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
@@ -116,40 +120,47 @@ def catalog_version(db: sqlite_utils.Database) -> int:
     return int(row[0]) if row else 0
 
 
-def add_provider(db: sqlite_utils.Database, provider: ProviderDef) -> None:
-    """Store a new provider."""
+def add_provider(
+    db: sqlite_utils.Database, provider: ProviderDef, *, actor: str | None = None
+) -> None:
+    """Store a new provider; with an `actor` (the admin API) the change is audited."""
     with transaction(db):
         if db.execute("SELECT 1 FROM providers WHERE name = ?", [provider.name]).fetchone():
             raise ConflictError(f"provider {provider.name!r} already exists")
-        db.table("providers").insert(
-            {
-                "name": provider.name,
-                "kind": provider.kind,
-                "base_url": provider.base_url,
-                "api_key_env": provider.api_key_env,
-                "api_version": provider.api_version,
-                "created_at": utcnow(),
-            }
-        )
-        _bump(db)
+        row = {
+            "name": provider.name,
+            "kind": provider.kind,
+            "base_url": provider.base_url,
+            "api_key_env": provider.api_key_env,
+            "api_version": provider.api_version,
+            "created_at": utcnow(),
+        }
+        db.table("providers").insert(row)
+        if actor is not None:
+            record(db, actor, "create", "provider", provider.name, None, row)
+        bump_version(db)
 
 
-def remove_provider(db: sqlite_utils.Database, name: str) -> None:
-    """Delete a provider that no model uses."""
+def remove_provider(db: sqlite_utils.Database, name: str, *, actor: str | None = None) -> None:
+    """Delete a provider that no model uses; with an `actor` the change is audited."""
     with transaction(db):
         users = [r[0] for r in db.execute("SELECT alias FROM models WHERE provider = ?", [name])]
         if users:
             raise ConflictError(
                 f"provider {name!r} is used by models {', '.join(users)}; remove them first"
             )
-        if db.execute("DELETE FROM providers WHERE name = ?", [name]).rowcount == 0:
+        before = _row(db, "providers", "name", name)
+        if before is None:
             raise NotFoundError(f"no provider named {name!r}")
-        _bump(db)
+        db.execute("DELETE FROM providers WHERE name = ?", [name])
+        if actor is not None:
+            record(db, actor, "delete", "provider", name, before, None)
+        bump_version(db)
 
 
-def add_model(db: sqlite_utils.Database, model: ModelDef) -> None:
-    """Store a new model alias."""
-    _check_name("model alias", model.alias)
+def add_model(db: sqlite_utils.Database, model: ModelDef, *, actor: str | None = None) -> None:
+    """Store a new model alias; with an `actor` the change is audited."""
+    check_name("model alias", model.alias)
     if not model.upstream_model:
         raise InvalidRequest("the upstream model name must not be empty")
     with transaction(db):
@@ -157,23 +168,33 @@ def add_model(db: sqlite_utils.Database, model: ModelDef) -> None:
             raise NotFoundError(f"no provider named {model.provider!r}; add it first")
         if db.execute("SELECT 1 FROM models WHERE alias = ?", [model.alias]).fetchone():
             raise ConflictError(f"model {model.alias!r} already exists")
-        db.table("models").insert(
-            {
-                "alias": model.alias,
-                "provider": model.provider,
-                "upstream_model": model.upstream_model,
-                "created_at": utcnow(),
-            }
-        )
-        _bump(db)
+        row = {
+            "alias": model.alias,
+            "provider": model.provider,
+            "upstream_model": model.upstream_model,
+            "created_at": utcnow(),
+        }
+        db.table("models").insert(row)
+        if actor is not None:
+            record(db, actor, "create", "model", model.alias, None, row)
+        bump_version(db)
 
 
-def remove_model(db: sqlite_utils.Database, alias: str) -> None:
-    """Delete a model alias."""
+def remove_model(db: sqlite_utils.Database, alias: str, *, actor: str | None = None) -> None:
+    """Delete a model alias; with an `actor` the change is audited."""
     with transaction(db):
-        if db.execute("DELETE FROM models WHERE alias = ?", [alias]).rowcount == 0:
+        before = _row(db, "models", "alias", alias)
+        if before is None:
             raise NotFoundError(f"no model named {alias!r}")
-        _bump(db)
+        db.execute("DELETE FROM models WHERE alias = ?", [alias])
+        if actor is not None:
+            record(db, actor, "delete", "model", alias, before, None)
+        bump_version(db)
+
+
+def _row(db: sqlite_utils.Database, table: str, column: str, value: str) -> dict[str, Any] | None:
+    rows = list(db.query(f"SELECT * FROM {table} WHERE {column} = ?", [value]))
+    return rows[0] if rows else None
 
 
 def list_providers(db: sqlite_utils.Database) -> list[dict[str, Any]]:
@@ -200,3 +221,8 @@ def load_snapshot(db: sqlite_utils.Database) -> Snapshot:
         for r in db.query("SELECT * FROM models")
     }
     return Snapshot(version, providers, models)
+
+
+def provider_secret_id(name: str) -> str:
+    """The vault id of a provider's API key."""
+    return "provider/" + name.lower()

@@ -10,9 +10,18 @@ import time
 import sqlite_utils
 
 from appliance.config import Config
+from appliance.vault import Vault, VaultError
 from appliance.writer import GroupCommitWriter
+from gateway.auth import FailureThrottle, KeyIndex
 from gateway.calls import Call
-from gateway.catalog import ModelDef, ProviderDef, Snapshot, catalog_version, load_snapshot
+from gateway.catalog import (
+    ModelDef,
+    ProviderDef,
+    Snapshot,
+    catalog_version,
+    load_snapshot,
+    provider_secret_id,
+)
 from gateway.errors import ModelNotFound
 from gateway.metrics import Metrics
 from gateway.providers.base import Adapter, Timeouts
@@ -23,19 +32,21 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 1.0
 _USAGE_SQL = (
     "INSERT INTO usage (trace_id, ts, api, endpoint, model, provider, upstream_model, stream, "
-    "status, error, input_tokens, output_tokens, cached_tokens, estimated, latency_ms, ttft_ms) "
+    "status, error, input_tokens, output_tokens, cached_tokens, estimated, latency_ms, ttft_ms, "
+    "key_id, project, department, user, tags) "
     # The timestamp is formatted by SQLite from epoch seconds: cheaper than datetime per request.
     "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', ?, 'unixepoch'), "
-    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
 class Gateway:
     """Everything the hot path reads, in memory; refreshed from SQLite when the catalog changes."""
 
-    def __init__(self, cfg: Config, db: sqlite_utils.Database) -> None:
+    def __init__(self, cfg: Config, db: sqlite_utils.Database, vault: Vault | None = None) -> None:
         self.cfg = cfg
         self.db = db
+        self.vault = vault
         u = cfg.upstream
         self.timeouts = Timeouts(
             u.connect_timeout, u.first_byte_timeout, u.idle_timeout, u.max_retry_after
@@ -50,6 +61,8 @@ class Gateway:
         )
         self.metrics = Metrics()
         self.snapshot = Snapshot(0, {}, {})
+        self.keys = KeyIndex()
+        self.auth_failures = FailureThrottle()
         self.adapters: dict[str, Adapter] = {}
         self._refresher: asyncio.Task[None] | None = None
 
@@ -70,6 +83,7 @@ class Gateway:
     def reload(self) -> None:
         """Swap in a fresh snapshot; adapters of unchanged providers keep their sessions."""
         snap = load_snapshot(self.db)
+        keys = KeyIndex.load(self.db)
         adapters: dict[str, Adapter] = {}
         for name, provider in snap.providers.items():
             old = self.adapters.get(name)
@@ -84,11 +98,30 @@ class Gateway:
                 asyncio.get_running_loop().create_task(old.close())
         for name, adapter in adapters.items():
             adapter.set_credential(*self._credential(snap.providers[name]))
-        self.snapshot, self.adapters = snap, adapters
-        log.info("catalog loaded: %d providers, %d models", len(snap.providers), len(snap.models))
+        self.snapshot, self.adapters, self.keys = snap, adapters, keys
+        log.info(
+            "configuration loaded: %d providers, %d models, %d keys",
+            len(snap.providers),
+            len(snap.models),
+            len(keys),
+        )
 
     def _credential(self, provider: ProviderDef) -> tuple[str | None, str]:
-        """A provider's API key and, when there is none, what the operator should do."""
+        """A provider's API key (the vault's, else its environment variable's) and, when
+        there is none, what the operator should do."""
+        secret_id = provider_secret_id(provider.name)
+        vault = self.vault
+        if vault is not None and vault.has(secret_id):
+            if vault.sealed:
+                return None, (
+                    f"the vault is sealed, so provider {provider.name!r}'s API key cannot be "
+                    "read; an administrator must unseal it (`aigw vault unseal`)"
+                )
+            try:
+                return vault.get(secret_id), ""
+            except VaultError as exc:
+                log.error("cannot read provider %s's key from the vault: %s", provider.name, exc)
+                return None, f"provider {provider.name!r}'s key cannot be read from the vault"
         env = provider.api_key_env
         hint = f"set {env} in the gateway's environment" if env else "configure its API key"
         return provider.api_key(), f"provider {provider.name!r} has no API key available; {hint}"
@@ -119,7 +152,7 @@ class Gateway:
         now = time.perf_counter()
         duration = now - call.started
         ttft = call.first_byte - call.started if call.stream and call.first_byte else None
-        usage = call.usage
+        usage, key = call.usage, call.key
         self.metrics.observe(
             call.model or "-",
             call.provider or "-",
@@ -148,5 +181,10 @@ class Gateway:
                 int(usage.estimated),
                 round(duration * 1000, 3),
                 round(ttft * 1000, 3) if ttft is not None else None,
+                key.id if key else None,
+                key.project if key else None,
+                key.department if key else None,
+                key.user if key else None,
+                ",".join(call.tags) if call.tags else None,
             ),
         )

@@ -8,6 +8,7 @@ import anthropic
 import openai
 import pytest
 
+from gateway.auth import FailureThrottle
 from tests.harness import Stack
 
 
@@ -27,15 +28,17 @@ def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
         for fake in s.fakes.values():
             fake.clear_faults()
             fake.cached_tokens = 0
+        if s.gateway is not None:  # tests that fail auth on purpose must not slow the next
+            s.gateway.auth_failures = FailureThrottle()
 
 
 @pytest.fixture
 def oai(stack: Stack) -> openai.OpenAI:
     """The official OpenAI SDK pointed at the gateway, without retries."""
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key="unused-until-auth", max_retries=0)
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=stack.key, max_retries=0)
 
 
 @pytest.fixture
 def ant(stack: Stack) -> anthropic.Anthropic:
     """The official Anthropic SDK pointed at the gateway, without retries."""
-    return anthropic.Anthropic(base_url=stack.url, api_key="unused-until-auth", max_retries=0)
+    return anthropic.Anthropic(base_url=stack.url, api_key=stack.key, max_retries=0)

@@ -26,6 +26,8 @@ from appliance.store import open_store
 from gateway import catalog
 from gateway.app import create_app
 from gateway.state import Gateway
+from gateway.tenancy import keys
+from gateway.tenancy import store as tenancy
 from tests.fakes import FakeAnthropic, FakeAzure, FakeGemini, FakeOpenAI, FakeUpstream
 
 T = TypeVar("T")
@@ -112,6 +114,9 @@ class Stack:
             )
         for alias, (fake_name, _, upstream) in MODELS.items():
             catalog.add_model(self.db, catalog.ModelDef(alias, f"fake-{fake_name}", upstream))
+        tenancy.create_department(self.db, "test", name="eng")
+        tenancy.create_project(self.db, "test", name="demo", department="eng")
+        self.key_row, self.key = self.new_key("harness")
         self.lt.run(self._start_gateway())
         return self
 
@@ -130,6 +135,12 @@ class Stack:
         for fake in self.fakes.values():
             self.lt.run(fake.stop())
         self.lt.stop()
+
+    def new_key(self, name: str, **fields: Any) -> tuple[dict[str, Any], str]:
+        """Issue a gateway key in project `demo` (fields as `create_key` takes them)."""
+        return keys.create_key(
+            self.db, "test", name=name, project=fields.pop("project", "demo"), **fields
+        )
 
     def reload(self) -> None:
         """Make the gateway reload its catalog and credentials now."""
@@ -196,10 +207,14 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> Reply:
-    """One raw HTTP request to the gateway (for what the SDKs cannot send)."""
+    """One raw HTTP request to the gateway (for what the SDKs cannot send), with the stack's
+    key unless `headers` carry one."""
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    headers = dict(headers or {})
+    if not {"authorization", "x-api-key", "api-key"} & {h.lower() for h in headers}:
+        headers["Authorization"] = f"Bearer {stack.key}"
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:

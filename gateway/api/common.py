@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth import check_model
 from gateway.body import optional, read_json, require
 from gateway.calls import Call
 from gateway.providers.base import Adapter
@@ -29,6 +30,8 @@ def route(gw: Gateway, call: Call, body: dict[str, Any]) -> Adapter:
     alias = require(body, "model", str)
     call.model = alias
     call.stream = bool(optional(body, "stream", bool))
+    if call.key is not None:
+        check_model(call.key, alias)
     model, adapter = gw.resolve(alias)
     call.provider, call.upstream_model = adapter.name, model.upstream_model
     return adapter

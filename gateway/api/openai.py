@@ -70,10 +70,12 @@ def _model_entry(gw: Gateway, alias: str, anthropic: bool) -> dict[str, object]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """GET /v1/models: the aliases this gateway serves (Anthropic's shape for Anthropic SDKs)."""
+    """GET /v1/models: the aliases this gateway serves that the caller's key may use
+    (Anthropic's shape for Anthropic SDKs)."""
     gw = request.app[GATEWAY]
     anthropic = "anthropic-version" in request.headers
-    aliases = sorted(gw.snapshot.models)
+    key = request[CALL].key
+    aliases = sorted(a for a in gw.snapshot.models if key is None or key.allows_model(a))
     data = [_model_entry(gw, a, anthropic) for a in aliases]
     if anthropic:
         payload: dict[str, object] = {
@@ -91,7 +93,8 @@ async def get_model(request: web.Request) -> web.Response:
     """GET /v1/models/{model}."""
     gw = request.app[GATEWAY]
     alias = request.match_info["model"]
-    if alias not in gw.snapshot.models:
+    key = request[CALL].key
+    if alias not in gw.snapshot.models or (key is not None and not key.allows_model(alias)):
         raise ModelNotFound(
             f"the model {alias!r} does not exist on this gateway; GET /v1/models lists them",
             param="model",

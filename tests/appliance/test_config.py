@@ -43,6 +43,14 @@ def test_file_from_env_and_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ({"log": {"level": "loud"}}, "[log] level must be one of"),
         ({"box": {"series": "X"}}, "[box] series must be one of G, S"),
         ({"server": 5}, "[server] must be a table"),
+        ({"vault": {"kek": "tpm"}}, "[vault] kek must be one of keyfile, passphrase, credential"),
+        ({"vault": {"credential": "../x"}}, "[vault] credential must be a systemd credential name"),
+        ({"vault": {"credential": ""}}, "[vault] credential must be a systemd credential name"),
+        (
+            {"vault": {"path": "/v", "key_file": "/v"}},
+            "[vault] path and key_file must be different",
+        ),
+        ({"vault": {"keyfile": "/v"}}, "unknown key [vault] keyfile; allowed: kek, path, key_file"),
     ],
 )
 def test_bad_values_are_refused_by_name(data: dict, message: str) -> None:
@@ -59,3 +67,22 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(str(bad))
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(str(tmp_path / "missing.toml"))
+
+
+def test_vault_section(tmp_path: Path) -> None:
+    cfg = parse_config({"state": {"dir": str(tmp_path)}})
+    assert (cfg.vault.kek, cfg.vault.credential) == ("keyfile", "aigw-vault-kek")
+    assert cfg.vault_path == tmp_path / "vault.json"
+    assert cfg.vault_key_file == tmp_path / "vault.key"
+    cfg = parse_config(
+        {
+            "vault": {
+                "kek": "credential",
+                "credential": "box-kek",
+                "path": str(tmp_path / "s" / "v.json"),
+                "key_file": str(tmp_path / "k"),
+            }
+        }
+    )
+    assert (cfg.vault.kek, cfg.vault.credential) == ("credential", "box-kek")
+    assert (cfg.vault_path, cfg.vault_key_file) == (tmp_path / "s" / "v.json", tmp_path / "k")

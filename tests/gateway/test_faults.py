@@ -236,7 +236,8 @@ def test_client_disconnect_cancels_the_upstream_call(stack: Stack) -> None:
     with socket.create_connection(("127.0.0.1", stack.port)) as s:
         s.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"x-request-id: disconnect-test\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            b"Authorization: Bearer %s\r\nx-request-id: disconnect-test\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (stack.key.encode(), len(body), body)
         )
         assert b"200 OK" in s.recv(65536)
     deadline = time.monotonic() + 2.5  # well before the fake's stall would end

@@ -1,0 +1,278 @@
+"""The admin API's OpenAPI 3.0 document, built from the route table and the schemas below.
+
+Request bodies come from the same field specs the handlers check (`body.Field`), so the
+document cannot promise a field the API refuses or the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway.admin.body import Field
+from gateway.admin.routes import Route
+from gateway.tenancy.tokens import ROLES
+
+PREFIX = "/admin/v1"
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": props}
+
+
+STR = {"type": "string"}
+NSTR = {"type": "string", "nullable": True}
+INT = {"type": "integer"}
+NINT = {"type": "integer", "nullable": True}
+STRS = {"type": "array", "items": STR}
+_STAMPS = {"created_at": STR, "updated_at": STR}
+
+_KEY = {
+    "id": STR,
+    "name": STR,
+    "project": STR,
+    "user": NSTR,
+    "prefix": {"type": "string", "description": "the start of the secret, for telling keys apart"},
+    "status": {"type": "string", "enum": ["active", "disabled", "revoked"]},
+    "models": STRS,
+    "cidrs": STRS,
+    "tags": STRS,
+    "expires_at": NSTR,
+    "rpm": NINT,
+    "tpm": NINT,
+    "budget_micros": NINT,
+    "prev_expires_at": NSTR,
+    "rotated_at": NSTR,
+    "revoked_at": NSTR,
+    **_STAMPS,
+}
+_TOKEN = {
+    "id": STR,
+    "name": STR,
+    "role": {"type": "string", "enum": list(ROLES)},
+    "prefix": STR,
+    "created_at": STR,
+    "revoked_at": NSTR,
+}
+_SECRET = {"type": "string", "description": "shown in this response only; store it now"}
+_USAGE: dict[str, dict[str, Any]] = {
+    "id": INT,
+    "trace_id": STR,
+    "ts": STR,
+    "api": STR,
+    "endpoint": STR,
+    "model": STR,
+    "provider": NSTR,
+    "upstream_model": NSTR,
+    "stream": {"type": "boolean"},
+    "status": INT,
+    "error": NSTR,
+    "input_tokens": INT,
+    "output_tokens": INT,
+    "cached_tokens": INT,
+    "estimated": {"type": "boolean"},
+    "latency_ms": {"type": "number"},
+    "ttft_ms": {"type": "number", "nullable": True},
+    # Attribution columns (schema 3), present once the data plane authenticates keys.
+    "key_id": NSTR,
+    "project": NSTR,
+    "department": NSTR,
+    "user": NSTR,
+}
+_AUDIT = {
+    "id": INT,
+    "ts": STR,
+    "actor": STR,
+    "action": STR,
+    "object_type": STR,
+    "object_id": STR,
+    "before": {"type": "object", "nullable": True},
+    "after": {"type": "object", "nullable": True},
+    "prev_hash": STR,
+    "hash": STR,
+}
+
+OBJECTS: dict[str, dict[str, Any]] = {
+    "Department": _obj(["name", "description"], name=STR, description=STR, **_STAMPS),
+    "Project": _obj(
+        ["name", "department", "description"],
+        name=STR,
+        department=STR,
+        description=STR,
+        **_STAMPS,
+    ),
+    "User": _obj(["name", "email", "department"], name=STR, email=NSTR, department=NSTR, **_STAMPS),
+    "Key": _obj(["id", "name", "project", "prefix", "status", "models", "cidrs", "tags"], **_KEY),
+    "KeyWithSecret": _obj(["id", "prefix", "status", "secret"], **_KEY, secret=_SECRET),
+    "AdminToken": _obj(["id", "name", "role", "prefix"], **_TOKEN),
+    "AdminTokenWithSecret": _obj(["id", "role", "token"], **_TOKEN, token=_SECRET),
+    "Provider": _obj(
+        ["name", "kind", "base_url"],
+        name=STR,
+        kind=STR,
+        base_url=STR,
+        api_key_env=NSTR,
+        api_version=NSTR,
+        key_source={
+            "type": "string",
+            "nullable": True,
+            "enum": ["vault", "env", None],
+            "description": "where the API key comes from; the key itself is never shown",
+        },
+        created_at=STR,
+    ),
+    "Model": _obj(
+        ["alias", "provider", "upstream_model"],
+        alias=STR,
+        provider=STR,
+        upstream_model=STR,
+        created_at=STR,
+    ),
+    "ProviderKeySet": _obj(
+        ["provider", "has_key", "version"], provider=STR, has_key={"type": "boolean"}, version=INT
+    ),
+    "VaultStatus": _obj(
+        ["sealed", "kek", "secrets", "path"],
+        sealed={"type": "boolean"},
+        kek=STR,
+        secrets=INT,
+        path=STR,
+    ),
+    "AuditEntry": _obj(list(_AUDIT), **_AUDIT),
+    "UsageRow": _obj([k for k, v in _USAGE.items() if not v.get("nullable")], **_USAGE),
+    "Status": _obj(
+        ["version", "schema_version", "catalog_version", "counts"],
+        version=STR,
+        schema_version=INT,
+        supported_schema_version=INT,
+        catalog_version=INT,
+        counts={"type": "object", "additionalProperties": INT},
+    ),
+    "AuditVerify": _obj(["ok", "first_broken_id"], ok={"type": "boolean"}, first_broken_id=NINT),
+    "OpenAPI": _obj(["openapi", "paths"], openapi=STR, paths={"type": "object"}),
+    "Error": _obj(
+        ["error"],
+        error=_obj(
+            ["code", "message"],
+            code=STR,
+            message=STR,
+            details={"type": "object"},
+        ),
+    ),
+}
+_LISTS = {
+    "DepartmentList": "Department",
+    "ProjectList": "Project",
+    "UserList": "User",
+    "KeyList": "Key",
+    "ProviderList": "Provider",
+    "ModelList": "Model",
+    "AdminTokenList": "AdminToken",
+    "UsageList": "UsageRow",
+}
+_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": STR,
+    "string?": NSTR,
+    "integer": INT,
+    "integer?": NINT,
+    "strings": STRS,
+}
+
+QUERY: dict[str, dict[str, Any]] = {
+    "department": STR,
+    "project": STR,
+    "user": STR,
+    "object_type": STR,
+    "actor": STR,
+    "model": STR,
+    "since": {"type": "string", "description": "ISO-8601; a time without a zone is UTC"},
+    "until": {"type": "string", "description": "ISO-8601, exclusive"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    "before_id": {"type": "integer", "minimum": 1, "description": "next_before_id of a page"},
+}
+_ERRORS = {
+    "400": "Invalid input",
+    "401": "No admin token, or an unknown or revoked one",
+    "403": "The token's role may not do this",
+    "404": "No such object",
+    "409": "Conflicts with the current state (exists, in use, revoked)",
+    "413": "Request body too large",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body_schema(fields: Mapping[str, Field]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [n for n, f in fields.items() if f.required],
+        "properties": {n: dict(_KIND_SCHEMAS[f.kind]) for n, f in fields.items()},
+    }
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": p, "in": "path", "required": True, "schema": STR}
+        for p in re.findall(r"\{(\w+)\}", route.path)
+    ]
+    params += [{"name": q, "in": "query", "schema": QUERY[q]} for q in route.query]
+    ok: dict[str, Any] = {"description": "Success"}
+    if route.response is not None:
+        ok["content"] = {"application/json": {"schema": _ref(route.response)}}
+    responses: dict[str, Any] = {str(route.status): ok}
+    error = {"content": {"application/json": {"schema": _ref("Error")}}}
+    for status, text in _ERRORS.items():
+        responses[status] = {"description": text, **error}
+    responses["default"] = {"description": "Other errors (405, 500)", **error}
+    op: dict[str, Any] = {
+        "operationId": f"{route.method.lower()}{route.path}",
+        "summary": route.summary,
+        "description": "Roles: " + ", ".join(sorted(route.roles)),
+        "parameters": params,
+        "responses": responses,
+    }
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": any(f.required for f in route.fields.values()),
+            "content": {"application/json": {"schema": _ref(route.body)}},
+        }
+    return op
+
+
+def build_document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The OpenAPI document for `routes`."""
+    schemas: dict[str, Any] = dict(OBJECTS)
+    for name, item in _LISTS.items():
+        schemas[name] = _obj(["data"], data={"type": "array", "items": _ref(item)})
+    schemas["AuditPage"] = _obj(
+        ["data", "next_before_id"],
+        data={"type": "array", "items": _ref("AuditEntry")},
+        next_before_id=NINT,
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if route.body is not None:
+            schemas[route.body] = _body_schema(route.fields)
+        paths.setdefault(PREFIX + route.path, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "aigw admin API",
+            "version": "1",
+            "description": "Tenancy, gateway keys, the catalog, admin tokens, audit and usage. "
+            "Authenticate with 'Authorization: Bearer <admin token>'; over the box's UNIX "
+            "socket, root and the gateway's own user need none. Every error is "
+            '{"error": {"code", "message", "details"?}}.',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

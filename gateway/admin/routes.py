@@ -1,0 +1,269 @@
+"""The admin API's route table: every route, who may call it, and what it takes and returns.
+
+One table drives the router, the role check and the OpenAPI document, so the three cannot
+drift apart (and a test iterates it to try every role against every route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.admin import catalog, keys, org, reports, vault
+from gateway.admin.body import Field
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ADMIN = frozenset({"admin"})
+READ = frozenset({"admin", "auditor"})
+# finance reads usage and the organisation (for chargeback), nothing else.
+FINANCE_READ = frozenset({"admin", "auditor", "finance"})
+ALL_ROLES = FINANCE_READ
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: method, path under /admin/v1, handler, roles, documentation."""
+
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[str]
+    summary: str
+    response: str | None  # component schema of the success body; None: 204, no body
+    status: int = 200
+    body: str | None = None  # component schema of the request body
+    fields: Mapping[str, Field] = field(default_factory=dict)  # the body's fields
+    query: tuple[str, ...] = ()  # names of query parameters (see openapi.QUERY)
+
+
+def _crud(
+    plural: str,
+    param: str,
+    schema: str,
+    module: object,
+    singular: str,
+    read_roles: frozenset[str],
+    *,
+    create: Mapping[str, Field],
+    update: Mapping[str, Field] | None,
+    query: tuple[str, ...] = (),
+    created: str | None = None,
+) -> list[Route]:
+    """The five routes of a named collection (list, create, get, update, delete)."""
+    item = f"/{plural}/{{{param}}}"
+    name = schema.lower()
+    h = lambda verb: getattr(module, f"{verb}_{singular}")  # noqa: E731
+    routes = [
+        Route(
+            "GET",
+            f"/{plural}",
+            getattr(module, f"list_{plural}"),
+            read_roles,
+            f"List {plural}",
+            f"{schema}List",
+            query=query,
+        ),
+        Route(
+            "POST",
+            f"/{plural}",
+            h("create"),
+            ADMIN,
+            f"Create a {name}",
+            created or schema,
+            201,
+            f"{schema}Create",
+            create,
+        ),
+        Route("GET", item, h("get"), read_roles, f"Get a {name}", schema),
+    ]
+    if update is not None:
+        routes.append(
+            Route(
+                "PATCH",
+                item,
+                h("update"),
+                ADMIN,
+                f"Change a {name}",
+                schema,
+                200,
+                f"{schema}Update",
+                update,
+            )
+        )
+    routes.append(Route("DELETE", item, h("delete"), ADMIN, f"Delete a {name}", None, 204))
+    return routes
+
+
+def _action(path: str, handler: Handler, summary: str, schema: str) -> Route:
+    return Route("POST", path, handler, ADMIN, summary, schema)
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/openapi.json", reports.openapi_json, ALL_ROLES, "This document", "OpenAPI"),
+    Route("GET", "/status", reports.status, READ, "Versions and object counts", "Status"),
+    *_crud(
+        "departments",
+        "name",
+        "Department",
+        org,
+        "department",
+        FINANCE_READ,
+        create=org.DEPARTMENT_CREATE,
+        update=org.DEPARTMENT_UPDATE,
+    ),
+    *_crud(
+        "projects",
+        "name",
+        "Project",
+        org,
+        "project",
+        FINANCE_READ,
+        create=org.PROJECT_CREATE,
+        update=org.PROJECT_UPDATE,
+        query=("department",),
+    ),
+    *_crud(
+        "users",
+        "name",
+        "User",
+        org,
+        "user",
+        FINANCE_READ,
+        create=org.USER_CREATE,
+        update=org.USER_UPDATE,
+        query=("department",),
+    ),
+    *_crud(
+        "keys",
+        "id",
+        "Key",
+        keys,
+        "key",
+        READ,
+        create=keys.KEY_CREATE,
+        update=keys.KEY_UPDATE,
+        query=("project", "user"),
+        created="KeyWithSecret",
+    ),
+    Route(
+        "POST",
+        "/keys/{id}/rotate",
+        keys.rotate_key,
+        ADMIN,
+        "Issue a new secret; the old one works for grace_seconds more",
+        "KeyWithSecret",
+        200,
+        "KeyRotate",
+        keys.KEY_ROTATE,
+    ),
+    _action("/keys/{id}/disable", keys.disable_key, "Disable a key (reversible)", "Key"),
+    _action("/keys/{id}/enable", keys.enable_key, "Enable a disabled key", "Key"),
+    _action("/keys/{id}/revoke", keys.revoke_key, "Revoke a key for good", "Key"),
+    # Before the providers' routes: `/providers/{name}` also matches names with slashes.
+    Route(
+        "PUT",
+        "/providers/{name}/key",
+        vault.set_provider_key,
+        ADMIN,
+        "Store a new version of the provider's API key in the vault (write-only)",
+        "ProviderKeySet",
+        200,
+        "ProviderKey",
+        vault.SET_KEY,
+    ),
+    Route(
+        "DELETE",
+        "/providers/{name}/key",
+        vault.clear_provider_key,
+        ADMIN,
+        "Remove the provider's API key from the vault",
+        None,
+        204,
+    ),
+    *_crud(
+        "providers",
+        "name",
+        "Provider",
+        catalog,
+        "provider",
+        READ,
+        create=catalog.PROVIDER_CREATE,
+        update=None,
+    ),
+    *_crud(
+        "models", "alias", "Model", catalog, "model", READ, create=catalog.MODEL_CREATE, update=None
+    ),
+    Route(
+        "GET", "/admin-tokens", keys.list_admin_tokens, READ, "List admin tokens", "AdminTokenList"
+    ),
+    Route(
+        "POST",
+        "/admin-tokens",
+        keys.create_admin_token,
+        ADMIN,
+        "Create an admin token",
+        "AdminTokenWithSecret",
+        201,
+        "AdminTokenCreate",
+        keys.TOKEN_CREATE,
+    ),
+    Route(
+        "GET", "/admin-tokens/{id}", keys.get_admin_token, READ, "Get an admin token", "AdminToken"
+    ),
+    _action(
+        "/admin-tokens/{id}/revoke", keys.revoke_admin_token, "Revoke an admin token", "AdminToken"
+    ),
+    Route(
+        "GET",
+        "/audit",
+        reports.audit,
+        READ,
+        "The audit trail, newest first",
+        "AuditPage",
+        query=("limit", "before_id", "object_type", "actor"),
+    ),
+    Route(
+        "GET",
+        "/audit/verify",
+        reports.audit_verify,
+        READ,
+        "Check the audit hash chain",
+        "AuditVerify",
+    ),
+    Route("GET", "/vault", vault.vault_status, READ, "The vault's state", "VaultStatus"),
+    Route(
+        "POST",
+        "/vault/unseal",
+        vault.unseal,
+        ADMIN,
+        "Open a passphrase vault",
+        "VaultStatus",
+        200,
+        "VaultUnseal",
+        vault.UNSEAL,
+    ),
+    _action("/vault/seal", vault.seal, "Seal the vault until the next unseal", "VaultStatus"),
+    Route(
+        "POST",
+        "/vault/rotate-kek",
+        vault.rotate_kek,
+        ADMIN,
+        "Rewrap every data key under a new key-encryption key",
+        "VaultStatus",
+        200,
+        "VaultRotate",
+        vault.ROTATE,
+    ),
+    Route(
+        "GET",
+        "/usage",
+        reports.usage,
+        FINANCE_READ,
+        "Per-request usage, newest first",
+        "UsageList",
+        query=("since", "until", "model", "limit"),
+    ),
+]
