@@ -23,6 +23,7 @@ from aiohttp import web
 
 from appliance.config import parse_config
 from appliance.store import open_store
+from appliance.vault import open_vault
 from gateway import catalog
 from gateway.app import create_app
 from gateway.state import Gateway
@@ -43,6 +44,7 @@ MODELS = {
     "az-embed": ("azure", "azure-openai", "my-embedding-deployment"),
 }
 CHAT_MODELS = ["oa", "an", "gm", "az"]
+VAULTED = {"openai"}  # fakes whose key the gateway reads from the vault
 KEY_ENV = {
     "openai": "AIGW_TEST_OPENAI_KEY",
     "anthropic": "AIGW_TEST_ANTHROPIC_KEY",
@@ -101,17 +103,23 @@ class Stack:
         self.gateway: Gateway | None = None
 
     def start(self) -> Stack:
-        """Start the fakes, register them, start the gateway."""
+        """Start the fakes, register them, start the gateway. The OpenAI fake's key is kept in
+        the vault (as on a box); the others come from environment variables."""
         for name, fake in self.fakes.items():
             self.lt.run(fake.start())
-            os.environ[KEY_ENV[name]] = fake.key
+            if name not in VAULTED:
+                os.environ[KEY_ENV[name]] = fake.key
         self.db = open_store(self.cfg.database_path)
+        self.vault = open_vault(self.cfg)
         for name, fake in self.fakes.items():
             kind = {"azure": "azure-openai"}.get(name, name)
             base = fake.url + "/v1" if name == "openai" else fake.url
+            env = None if name in VAULTED else KEY_ENV[name]
             catalog.add_provider(
-                self.db, catalog.validate_provider(f"fake-{name}", kind, base, KEY_ENV[name])
+                self.db, catalog.validate_provider(f"fake-{name}", kind, base, env)
             )
+            if name in VAULTED:
+                self.vault.put(catalog.provider_secret_id(f"fake-{name}"), fake.key)
         for alias, (fake_name, _, upstream) in MODELS.items():
             catalog.add_model(self.db, catalog.ModelDef(alias, f"fake-{fake_name}", upstream))
         tenancy.create_department(self.db, "test", name="eng")
@@ -121,7 +129,7 @@ class Stack:
         return self
 
     async def _start_gateway(self) -> None:
-        self.gateway = Gateway(self.cfg, open_store(self.cfg.database_path))
+        self.gateway = Gateway(self.cfg, open_store(self.cfg.database_path), self.vault)
         self.runner = web.AppRunner(
             create_app(self.gateway), handler_cancellation=True, access_log=None
         )
@@ -155,15 +163,27 @@ class Stack:
     @contextmanager
     def provider_key(self, fake: str, value: str | None) -> Iterator[None]:
         """Run with another API key (None: no key) for one fake's provider."""
+        secret_id = catalog.provider_secret_id(f"fake-{fake}")
         env = KEY_ENV[fake]
-        old = os.environ.get(env)
-        _set_env(env, value)
-        self.reload()
+        old = self.vault.get(secret_id) if fake in VAULTED else os.environ.get(env)
+        self._set_key(fake, value)
         try:
             yield
         finally:
-            _set_env(env, old)
-            self.reload()
+            self._set_key(fake, old)
+
+    def _set_key(self, fake: str, value: str | None) -> None:
+        if fake in VAULTED:
+            secret_id = catalog.provider_secret_id(f"fake-{fake}")
+            if value is None:
+                self.vault.delete(secret_id)
+            else:
+                self.vault.put(secret_id, value)
+        elif value is None:
+            os.environ.pop(KEY_ENV[fake], None)
+        else:
+            os.environ[KEY_ENV[fake]] = value
+        self.reload()
 
     def fake_for(self, alias: str) -> FakeUpstream:
         """The fake provider behind a model alias."""
@@ -178,13 +198,6 @@ class Stack:
             return list(db.query("SELECT * FROM usage WHERE trace_id = ? ORDER BY id", [trace_id]))
         finally:
             db.conn.close()
-
-
-def _set_env(name: str, value: str | None) -> None:
-    if value is None:
-        os.environ.pop(name, None)
-    else:
-        os.environ[name] = value
 
 
 @dataclass

@@ -195,3 +195,22 @@ def test_the_gateway_slows_a_guessing_client(stack: Stack) -> None:
         reply = request(stack, "GET", "/v1/models", headers=headers)
         assert reply.status_code == 401
     assert time.monotonic() - started >= FAIL_BASE_DELAY
+
+
+def test_a_sealed_vault_stops_only_what_needs_its_keys(stack: Stack) -> None:
+    """While the vault is sealed, a model whose provider key lives there answers a clear 503;
+    models keyed otherwise, /v1/models and the health endpoints keep working."""
+    assert stack.gateway is not None
+    stack.vault.seal()
+    stack.reload()
+    try:
+        err = refused(stack, stack.key, "oa")  # fake-openai's key is in the vault
+        assert err.status_code == 503 and err.code == "provider_credentials_missing"
+        assert "vault is sealed" in err.message and "aigw vault unseal" in err.message
+        assert chat(stack, stack.key, "an")
+        assert "oa" in [m.id for m in client(stack, stack.key).models.list()]
+        assert request(stack, "GET", "/healthz").status_code == 200
+    finally:
+        stack.vault.unseal()
+        stack.reload()
+    assert chat(stack, stack.key, "oa")
