@@ -55,8 +55,7 @@ class Box:
         self.port = free_port()
         self.config = tmp / "aigw.toml"
         self.config.write_text(
-            f'[server]\nport = {self.port}\n[state]\ndir = "{self.state}"\n'
-            '[log]\nlevel = "debug"\n'
+            f'[server]\nport = {self.port}\n[state]\ndir = "{self.state}"\n[log]\nlevel = "debug"\n'
         )
         self.env = {**os.environ, "AIGW_CONFIG": str(self.config)}
         self.stderr = tmp / "up.err"
