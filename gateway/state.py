@@ -114,7 +114,7 @@ class Gateway:
         if vault is not None and vault.has(secret_id):
             if vault.sealed:
                 return None, (
-                    f"the vault is sealed, so provider {provider.name!r}'s API key cannot be "
+                    f"the vault is sealed, so the API key of provider {provider.name!r} cannot be "
                     "read; an administrator must unseal it (`aigw vault unseal`)"
                 )
             try:
