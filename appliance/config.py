@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.errors import ConfigError
 
@@ -78,6 +79,41 @@ class BoxConfig:
 
     series: str = "G"
     name: str = "aigw"
+    # Budget periods (daily, weekly, monthly) reset at midnight in this IANA time zone.
+    timezone: str = "UTC"
+    # The box's currency: every amount is an integer count of its micro-units.
+    currency: str = "USD"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """The per-request ledger: how long raw records are kept (hourly rollups are kept)."""
+
+    retention_days: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetsConfig:
+    """Reserve-then-settle and the spend circuit breaker."""
+
+    # A request without max_tokens reserves the model's output limit, capped by this.
+    reserve_output_ceiling: int = 8192
+    # The breaker trips when the spend of the last `breaker_window_minutes` runs faster than
+    # `breaker_multiple` times the trailing `breaker_baseline_hours` average; then it alerts,
+    # or, with breaker_action = "suspend", also suspends the key or project until lifted.
+    breaker_multiple: float = 10.0
+    breaker_window_minutes: int = 10
+    breaker_baseline_hours: int = 24
+    breaker_min_micros: int = 1_000_000
+    breaker_action: str = "alert"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """Webhook delivery of alerts."""
+
+    webhook_timeout: float = 5.0
+    max_attempts: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +141,9 @@ class Config:
     usage: UsageConfig = field(default_factory=UsageConfig)
     log: LogConfig = field(default_factory=LogConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<defaults>"
 
     @property
@@ -140,6 +179,9 @@ _SECTIONS: dict[str, type] = {
     "usage": UsageConfig,
     "log": LogConfig,
     "vault": VaultConfig,
+    "ledger": LedgerConfig,
+    "budgets": BudgetsConfig,
+    "alerts": AlertsConfig,
 }
 
 
@@ -198,6 +240,36 @@ def _validate(cfg: Config) -> None:
         )
     if cfg.vault_path == cfg.vault_key_file:
         raise ConfigError("[vault] path and key_file must be different files")
+    _validate_governance(cfg)
+
+
+def _validate_governance(cfg: Config) -> None:
+    try:
+        ZoneInfo(cfg.box.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"[box] timezone must be an IANA time zone such as 'Europe/Berlin', "
+            f"got {cfg.box.timezone!r}"
+        ) from None
+    if not re.fullmatch(r"[A-Z]{3}", cfg.box.currency):
+        raise ConfigError(f"[box] currency must be an ISO 4217 code, got {cfg.box.currency!r}")
+    if cfg.ledger.retention_days < 1:
+        raise ConfigError("[ledger] retention_days must be >= 1")
+    b = cfg.budgets
+    if b.reserve_output_ceiling < 1:
+        raise ConfigError("[budgets] reserve_output_ceiling must be >= 1")
+    if b.breaker_multiple <= 1:
+        raise ConfigError("[budgets] breaker_multiple must be > 1")
+    if b.breaker_window_minutes < 1 or b.breaker_baseline_hours < 1:
+        raise ConfigError(
+            "[budgets] breaker_window_minutes and breaker_baseline_hours must be >= 1"
+        )
+    if b.breaker_min_micros < 0:
+        raise ConfigError("[budgets] breaker_min_micros must be >= 0")
+    if b.breaker_action not in ("alert", "suspend"):
+        raise ConfigError("[budgets] breaker_action must be 'alert' or 'suspend'")
+    if cfg.alerts.webhook_timeout <= 0 or cfg.alerts.max_attempts < 1:
+        raise ConfigError("[alerts] webhook_timeout must be > 0 and max_attempts >= 1")
 
 
 def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:

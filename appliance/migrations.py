@@ -128,6 +128,132 @@ MIGRATIONS: list[str] = [
     ALTER TABLE usage ADD COLUMN user TEXT;
     ALTER TABLE usage ADD COLUMN tags TEXT;
     """,
+    # 4: cost governance: prices, the ledger's cost, rollups, budgets, limits, alerts, outcomes.
+    """
+    -- Prices per million tokens in micro-units of `currency`. `provider` is a provider of this
+    -- box's catalog, or a vendor ('openai', 'anthropic', 'google', 'deepseek', 'qwen',
+    -- 'moonshot', 'zhipu', 'local'); the newest row whose effective_from has passed applies.
+    CREATE TABLE prices (
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        effective_from TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        input_micros INTEGER NOT NULL,
+        output_micros INTEGER NOT NULL,
+        cached_micros INTEGER,
+        request_micros INTEGER NOT NULL DEFAULT 0,
+        source TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (provider, model, effective_from)
+    );
+    -- The usage table is the ledger: one row per request.
+    ALTER TABLE usage ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN priced INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN deployment TEXT;
+    -- Hourly sums by dimension, kept in step with the ledger in the same transactions.
+    CREATE TABLE rollups (
+        hour TEXT NOT NULL,
+        department TEXT NOT NULL,
+        project TEXT NOT NULL,
+        user TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        cost_micros INTEGER NOT NULL,
+        PRIMARY KEY (hour, department, project, user, key_id, provider, model)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_tags (
+        hour TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        department TEXT NOT NULL,
+        project TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_micros INTEGER NOT NULL,
+        PRIMARY KEY (hour, tag, department, project)
+    ) WITHOUT ROWID;
+    CREATE TABLE budgets (
+        id TEXT PRIMARY KEY,
+        level TEXT NOT NULL CHECK (level IN ('department', 'project', 'user', 'key')),
+        target TEXT NOT NULL,
+        period TEXT NOT NULL CHECK (period IN ('daily', 'weekly', 'monthly', 'total')),
+        limit_micros INTEGER NOT NULL CHECK (limit_micros >= 0),
+        hard INTEGER NOT NULL DEFAULT 1,
+        thresholds TEXT NOT NULL DEFAULT '[50, 80, 100]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (level, target, period)
+    );
+    ALTER TABLE departments ADD COLUMN rpm INTEGER;
+    ALTER TABLE departments ADD COLUMN tpm INTEGER;
+    ALTER TABLE projects ADD COLUMN rpm INTEGER;
+    ALTER TABLE projects ADD COLUMN tpm INTEGER;
+    ALTER TABLE users ADD COLUMN rpm INTEGER;
+    ALTER TABLE users ADD COLUMN tpm INTEGER;
+    -- What a project does with a model that has no price: 'refuse', 'allow' (at zero, with an
+    -- alert), or 'auto' (refuse where a hard budget applies, else allow).
+    ALTER TABLE projects ADD COLUMN unpriced TEXT NOT NULL DEFAULT 'auto'
+        CHECK (unpriced IN ('auto', 'refuse', 'allow'));
+    CREATE TABLE suspensions (
+        id INTEGER PRIMARY KEY,
+        level TEXT NOT NULL CHECK (level IN ('project', 'key')),
+        target TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        lifted_at TEXT,
+        lifted_by TEXT
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+        subject TEXT NOT NULL,
+        dedup_key TEXT NOT NULL UNIQUE,
+        message TEXT NOT NULL,
+        details TEXT,
+        acknowledged_at TEXT,
+        acknowledged_by TEXT
+    );
+    -- A webhook's URL is a secret (Slack's carry a token): it lives in the vault as
+    -- 'webhook/<id>'; `display` is a redacted form for listings.
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        format TEXT NOT NULL CHECK (format IN ('json', 'slack')),
+        display TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE alert_deliveries (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        webhook_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        next_at TEXT,
+        last_error TEXT,
+        PRIMARY KEY (alert_id, webhook_id)
+    );
+    -- Business value attached to a trace id or a tag, for the cost-against-value report.
+    CREATE TABLE outcomes (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        trace_id TEXT,
+        tag TEXT,
+        business_line TEXT NOT NULL,
+        value_micros INTEGER NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        CHECK ((trace_id IS NULL) != (tag IS NULL))
+    );
+    CREATE INDEX outcomes_trace ON outcomes(trace_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

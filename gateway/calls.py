@@ -30,6 +30,9 @@ class Call:
     recorded: bool = False
     key: KeyEntry | None = None
     tags: tuple[str, ...] = ()
+    cost_micros: int = 0  # what the request cost, in micro-units of the box currency
+    priced: bool = True  # False when the model had no price (recorded at zero)
+    cache_hit: bool = False
 
     def mark_first_byte(self) -> None:
         """Note the time the first byte of the answer reached the client."""

@@ -33,10 +33,10 @@ REFRESH_SECONDS = 1.0
 _USAGE_SQL = (
     "INSERT INTO usage (trace_id, ts, api, endpoint, model, provider, upstream_model, stream, "
     "status, error, input_tokens, output_tokens, cached_tokens, estimated, latency_ms, ttft_ms, "
-    "key_id, project, department, user, tags) "
+    "key_id, project, department, user, tags, cost_micros, priced, cache_hit, deployment) "
     # The timestamp is formatted by SQLite from epoch seconds: cheaper than datetime per request.
     "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', ?, 'unixepoch'), "
-    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -186,5 +186,9 @@ class Gateway:
                 key.department if key else None,
                 key.user if key else None,
                 ",".join(call.tags) if call.tags else None,
+                call.cost_micros,
+                int(call.priced),
+                int(call.cache_hit),
+                call.provider or None,  # the deployment: one per provider until routing lands
             ),
         )
