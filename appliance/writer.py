@@ -12,6 +12,11 @@ hand-offs on every batch. What may block on the disk
 The future a caller awaits resolves after its row is committed, so a killed process loses no
 acknowledged row. It resolves to False when the commit failed (logged), so that accounting
 trouble is reported rather than turned into a failed client request.
+
+An `on_batch` hook runs inside each batch's transaction after the inserts, with the batch's rows
+grouped by statement: what it writes (the ledger's hourly rollups) commits or rolls back with
+the rows themselves, so the two can never drift apart. Other work that writes the same tables
+(retention) runs through `run_between_batches`, on the loop, between two commits.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from appliance.store import connect
 
@@ -37,6 +42,9 @@ CHECKPOINT_BYTES = 8 * 1024 * 1024
 CHECKPOINT_SECONDS = 30.0
 _POLL_SECONDS = 1.0
 _Row = tuple[str, tuple[Any, ...], "asyncio.Future[bool]"]
+BatchHook = Callable[[sqlite3.Connection, dict[str, list[tuple[Any, ...]]]], None]
+"""Called with the write connection and the batch's parameter tuples keyed by their SQL."""
+T = TypeVar("T")
 
 
 class GroupCommitWriter:
@@ -48,8 +56,10 @@ class GroupCommitWriter:
         batch_max: int = 512,
         window: float = 0.002,
         expected: Callable[[], int] = lambda: 0,
+        on_batch: BatchHook | None = None,
     ) -> None:
         self._path = path
+        self._on_batch = on_batch
         self._batch_max = batch_max
         self._window = window
         # How many rows may still join the open batch (e.g. requests in flight).
@@ -106,11 +116,19 @@ class GroupCommitWriter:
             self._conn.execute("BEGIN IMMEDIATE")
             for sql, rows in by_sql.items():
                 self._conn.executemany(sql, rows)
+            if self._on_batch is not None:
+                self._on_batch(self._conn, by_sql)
             self._conn.execute("COMMIT")
             self.committed += len(batch)
             self.batches += 1
-        except sqlite3.Error as exc:
-            log.error("group commit of %d rows failed: %s", len(batch), exc)
+        except Exception as exc:
+            # A hook's bug fails the batch like a failed insert: rows and rollups stay in step.
+            log.error(
+                "group commit of %d rows failed: %s",
+                len(batch),
+                exc,
+                exc_info=not isinstance(exc, sqlite3.Error),
+            )
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             self.failed += len(batch)
@@ -118,6 +136,16 @@ class GroupCommitWriter:
         for _, _, fut in batch:
             if not fut.done():
                 fut.set_result(ok)
+
+    def run_between_batches(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the write connection now, on the loop: never inside a batch's commit.
+
+        For short maintenance transactions (retention's chunked deletes) that must not fight the
+        writer for SQLite's write lock: on the same connection and thread they simply take
+        turns, and a queued batch waits at most as long as `fn` runs.
+        """
+        assert self._conn is not None, "writer not started"
+        return fn(self._conn)
 
     def close(self) -> None:
         """Commit what is queued, checkpoint, and close."""

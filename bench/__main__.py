@@ -425,6 +425,11 @@ def main() -> int:
         action="store_true",
         help="then count instructions/request under callgrind (bench.instructions)",
     )
+    p.add_argument(
+        "--ledger",
+        action="store_true",
+        help="then the ledger bench: writes/s and reports over 10M records (bench.ledger, minutes)",
+    )
     a = p.parse_args()
     targets = [x for x in a.only.split(",") if x]
     modes = [x for x in a.modes.split(",") if x]
@@ -508,6 +513,11 @@ def main() -> int:
     if a.instructions and (only := [x for x in targets if x in ("proxy", "aigw")]):
         print()
         rc = max(rc, instructions_main(only, modes, a))
+    if a.ledger:
+        from bench import ledger
+
+        print()
+        rc = max(rc, ledger.main([]))
     return rc
 
 

@@ -16,6 +16,7 @@ from gateway.auth import AuthError, check_address, merge_tags, presented_secret
 from gateway.calls import Call
 from gateway.envelopes import ANTHROPIC, OPENAI, error_response
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, UpstreamError
+from gateway.governance import RateLimited
 from gateway.state import Gateway
 from gateway.trace import trace_ids
 
@@ -125,7 +126,12 @@ def _fail(call: Call, err: GatewayError) -> web.Response:
     call.status, call.error = err.status, err.code
     if isinstance(err, UpstreamError):
         call.upstream_error = err.code
-    return error_response(call.api, err, call.trace_id)
+    resp = error_response(call.api, err, call.trace_id)
+    if isinstance(err, RateLimited):
+        resp.headers.update(err.headers)
+    elif call.admission is not None:
+        resp.headers.update(call.admission.headers())
+    return resp
 
 
 def create_app(gateway: Gateway) -> web.Application:

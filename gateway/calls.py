@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.auth import KeyEntry
+from gateway.governance import Admission
+from gateway.pricing import Price
 from gateway.usage import Usage
 
 
@@ -33,6 +35,8 @@ class Call:
     cost_micros: int = 0  # what the request cost, in micro-units of the box currency
     priced: bool = True  # False when the model had no price (recorded at zero)
     cache_hit: bool = False
+    price: Price | None = None
+    admission: Admission | None = None  # the governance charges and reservation to settle
 
     def mark_first_byte(self) -> None:
         """Note the time the first byte of the answer reached the client."""

@@ -54,8 +54,11 @@ Finish = Callable[[Usage], bytes]
 
 
 def response_headers(call: Call) -> dict[str, str]:
-    """Trace id under both SDKs' header names."""
-    return {"x-request-id": call.trace_id, "request-id": call.trace_id}
+    """Trace id under both SDKs' header names, and the rate limits that apply."""
+    headers = {"x-request-id": call.trace_id, "request-id": call.trace_id}
+    if call.admission is not None:
+        headers.update(call.admission.headers())
+    return headers
 
 
 # ---------------------------------------------------------------- requests to the upstream
@@ -176,6 +179,7 @@ async def forward(
     gw: Gateway, request: web.Request, call: Call, adapter: Adapter, body: dict[str, Any]
 ) -> web.StreamResponse:
     """Send the request upstream and answer the client, whole or streamed."""
+    gw.admit(call, body)  # settled by Gateway.finish, whatever happens next
     endpoint, up_body = _upstream_request(gw, call, adapter, body)
     url = adapter.url(endpoint, call.upstream_model)
     trace = {"traceparent": call.traceparent}

@@ -57,7 +57,9 @@ def error_response(api: str, err: GatewayError, trace_id: str) -> web.Response:
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
     # Our own timeouts and outages are worth a client retry; bad input is not.
-    headers["x-should-retry"] = "true" if err.status in (429, 502, 503, 504) else "false"
+    # (A 429 without Retry-After is a total budget spent for good: retrying cannot help.)
+    retry = err.status in (502, 503, 504) or (err.status == 429 and err.retry_after is not None)
+    headers["x-should-retry"] = "true" if retry else "false"
     return web.Response(
         status=err.status,
         body=orjson.dumps(error_body(api, err)),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from typing import Any
 
 import sqlite_utils
 
@@ -23,9 +24,13 @@ from gateway.catalog import (
     provider_secret_id,
 )
 from gateway.errors import ModelNotFound
+from gateway.governance import Governance
+from gateway.ledger import Retention, rollup_hook, start_retention
 from gateway.metrics import Metrics
+from gateway.pricing import ModelNotPriced, PriceBook, seed_defaults, unpriced_decision, worst_case
 from gateway.providers.base import Adapter, Timeouts
 from gateway.providers.registry import make_adapter
+from gateway.tokens import estimate_prompt
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +63,28 @@ class Gateway:
             cfg.usage.batch_max,
             cfg.usage.commit_window_ms / 1000,
             lambda: self.inflight,
+            on_batch=rollup_hook(_USAGE_SQL),  # hourly rollups in the rows' own transaction
         )
+        self.retention: Retention | None = None
         self.metrics = Metrics()
         self.snapshot = Snapshot(0, {}, {})
         self.keys = KeyIndex()
         self.auth_failures = FailureThrottle()
+        self.prices = PriceBook({}, {})
+        self.governance: Governance | None = None  # budgets, rate limits, alerts (at start)
+        self.unpriced: dict[str, str] = {}  # project → its policy for models without a price
         self.adapters: dict[str, Adapter] = {}
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the catalog, start the writer and the refresh loop."""
         self.writer.start(asyncio.get_running_loop())
+        self.retention = start_retention(self.writer, self.cfg.ledger.retention_days)
+        seeded = seed_defaults(self.db, currency=self.cfg.box.currency)
+        if seeded:
+            log.info("loaded %d shipped prices", seeded)
+        self.governance = Governance.load(self.db, self.cfg, self.vault)
+        self.governance.start()
         self.reload()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="aigw-catalog-refresh")
 
@@ -78,12 +94,18 @@ class Gateway:
             self._refresher.cancel()
         for adapter in self.adapters.values():
             await adapter.close()
+        if self.governance is not None:
+            await self.governance.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         self.writer.close()
 
     def reload(self) -> None:
         """Swap in a fresh snapshot; adapters of unchanged providers keep their sessions."""
         snap = load_snapshot(self.db)
         keys = KeyIndex.load(self.db)
+        prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
+        unpriced = {r[0]: r[1] for r in self.db.execute("SELECT name, unpriced FROM projects")}
         adapters: dict[str, Adapter] = {}
         for name, provider in snap.providers.items():
             old = self.adapters.get(name)
@@ -99,6 +121,9 @@ class Gateway:
         for name, adapter in adapters.items():
             adapter.set_credential(*self._credential(snap.providers[name]))
         self.snapshot, self.adapters, self.keys = snap, adapters, keys
+        self.prices, self.unpriced = prices, unpriced
+        if self.governance is not None:
+            self.governance.reload()
         log.info(
             "configuration loaded: %d providers, %d models, %d keys",
             len(snap.providers),
@@ -146,9 +171,73 @@ class Gateway:
             )
         return model, self.adapters[model.provider]
 
+    def admit(self, call: Call, body: dict[str, Any]) -> None:
+        """Price the request and pass it through governance (suspension, rate limits, budget
+        reservation) before it goes upstream; raises the refusal in the client's terms."""
+        key = call.key
+        gov = self.governance
+        if key is None or gov is None:
+            return
+        price = self.prices.lookup(call.provider, call.upstream_model)
+        call.price = price
+        if price is None:
+            self._unpriced(call, key.project, gov.hard_budget_applies(key))
+        if gov.needs_estimate(key):
+            prompt = estimate_prompt(body)
+            output = 0 if call.endpoint == "embeddings" else self._output_ceiling(body)
+            tokens = prompt + output
+            worst = worst_case(price, prompt, output) if price is not None else 0
+        else:
+            tokens = worst = 0
+        call.admission = gov.admit(key, worst, tokens)
+
+    def _output_ceiling(self, body: dict[str, Any]) -> int:
+        """The most output tokens a request can produce: its own limit, else the ceiling."""
+        ceiling = self.cfg.budgets.reserve_output_ceiling
+        for name in ("max_completion_tokens", "max_tokens"):
+            value = body.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return min(value, ceiling) if name == "max_tokens" else value
+        return ceiling
+
+    def _unpriced(self, call: Call, project: str, hard: bool) -> None:
+        """A model without a price: refused, or allowed at zero with one alert a day."""
+        policy = self.unpriced.get(project, "auto")
+        if unpriced_decision(policy, hard) == "refuse":
+            raise ModelNotPriced.for_model(call.model, call.provider, call.upstream_model)
+        call.priced = False
+        if self.governance is not None:
+            day = time.strftime("%Y-%m-%d", time.gmtime())
+            self.governance.sink.raise_alert(
+                "unpriced_model",
+                "warning",
+                f"model:{call.provider}/{call.upstream_model}",
+                f"unpriced:{call.provider}/{call.upstream_model}:{day}",
+                f"model {call.upstream_model!r} of provider {call.provider!r} has no price; "
+                f"requests are allowed at zero cost (project {project!r}); set one with "
+                "`aigw prices set`",
+                {"provider": call.provider, "model": call.upstream_model, "project": project},
+            )
+
+    def _settle(self, call: Call) -> None:
+        """The request's cost from its usage, and the budget reservation settled to it."""
+        usage = call.usage
+        if call.price is not None:
+            call.cost_micros = call.price.cost(
+                usage.input_tokens, usage.output_tokens, usage.cached_tokens
+            )
+        adm = call.admission
+        if adm is not None and self.governance is not None:
+            tokens = usage.input_tokens + usage.output_tokens
+            if tokens or call.cost_micros:
+                self.governance.complete(adm, call.cost_micros, tokens)
+            else:
+                self.governance.abort(adm)
+
     def finish(self, call: Call) -> asyncio.Future[bool]:
         """Record metrics and queue the usage row; the future resolves when it is committed."""
         call.recorded = True
+        self._settle(call)  # before the row is queued: a reload cannot count it twice
         now = time.perf_counter()
         duration = now - call.started
         ttft = call.first_byte - call.started if call.stream and call.first_byte else None

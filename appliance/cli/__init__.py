@@ -15,9 +15,12 @@ import sys
 from appliance.cli._common import Command, Ctx
 from appliance.cli.catalog import register_catalog
 from appliance.cli.config import register_config
+from appliance.cli.governance import register_governance
 from appliance.cli.keys import register_admin, register_keys
 from appliance.cli.org import register_org
+from appliance.cli.prices import register_prices
 from appliance.cli.reports import register_reports
+from appliance.cli.spend import register_spend
 from appliance.cli.vault import register_vault
 from appliance.config import load_config
 from appliance.errors import ApplianceError
@@ -50,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     register_org(sub, common)
     register_keys(sub, common)
     register_catalog(sub, common)
+    register_prices(sub, common)
     register_admin(sub, common)
     register_reports(sub, common)
+    register_governance(sub, common)
+    register_spend(sub, common)
     register_vault(sub, common)
     return parser
 

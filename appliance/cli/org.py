@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.cli._common import SubParsers, optional_text
+from appliance.cli._common import SubParsers, limit, optional_text
 from appliance.cli._crud import Collection, Opt, register
 
 _DESCRIPTION = Opt("--description", "description", {"help": "free text"})
 _NONE = " ('none' clears it)"
+# Requests and tokens per minute, for all of its keys together.
+_RATE_LIMITS = [
+    Opt("--rpm", "rpm", {"type": limit, "help": "requests per minute" + _NONE}),
+    Opt("--tpm", "tpm", {"type": limit, "help": "tokens per minute" + _NONE}),
+]
 
 DEPARTMENTS = Collection(
     "departments",
@@ -16,7 +21,7 @@ DEPARTMENTS = Collection(
     "name",
     ["name", "description", "created_at"],
     create=[_DESCRIPTION],
-    update=[_DESCRIPTION],
+    update=[_DESCRIPTION, *_RATE_LIMITS],
     help="manage departments (the top of the chargeback tree)",
 )
 PROJECTS = Collection(
@@ -25,7 +30,20 @@ PROJECTS = Collection(
     "name",
     ["name", "department", "description", "created_at"],
     create=[Opt("--department", "department", {"required": True}), _DESCRIPTION],
-    update=[Opt("--department", "department", {"help": "move to this department"}), _DESCRIPTION],
+    update=[
+        Opt("--department", "department", {"help": "move to this department"}),
+        _DESCRIPTION,
+        Opt(
+            "--unpriced",
+            "unpriced",
+            {
+                "choices": ["auto", "refuse", "allow"],
+                "help": "a model without a price: refuse, allow at zero (with an alert), or "
+                "auto (refuse where a hard budget applies)",
+            },
+        ),
+        *_RATE_LIMITS,
+    ],
     filters=["department"],
     help="manage projects (keys belong to projects)",
 )
@@ -39,7 +57,7 @@ USERS = Collection(
     "name",
     ["name", "email", "department", "created_at"],
     create=_USER_OPTS,
-    update=_USER_OPTS,
+    update=[*_USER_OPTS, *_RATE_LIMITS],
     filters=["department"],
     help="manage users (people keys can be issued to)",
 )

@@ -30,10 +30,16 @@ _KINDS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "an array of strings",
     ),
+    "integers": (
+        lambda v: (
+            isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        ),
+        "an array of integers",
+    ),
 }
 
 
-Kind = Literal["string", "string?", "integer", "integer?", "strings"]
+Kind = Literal["string", "string?", "integer", "integer?", "strings", "integers"]
 
 
 class Field:

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gateway.admin import alerts as admin_alerts
+from gateway.admin import budgets as admin_budgets
 from gateway.admin.body import Field
 from gateway.admin.routes import Route
 from gateway.tenancy.tokens import ROLES
@@ -27,6 +29,8 @@ INT = {"type": "integer"}
 NINT = {"type": "integer", "nullable": True}
 STRS = {"type": "array", "items": STR}
 _STAMPS = {"created_at": STR, "updated_at": STR}
+# Requests and tokens per minute (gateway.governance.ratelimit); null: no limit.
+_RATE_LIMITS = {"rpm": NINT, "tpm": NINT}
 
 _KEY = {
     "id": STR,
@@ -80,6 +84,80 @@ _USAGE: dict[str, dict[str, Any]] = {
     "department": NSTR,
     "user": NSTR,
 }
+_MICROS = {"type": "integer", "minimum": 0}
+_PRICE: dict[str, dict[str, Any]] = {
+    "provider": {"type": "string", "description": "a provider of this box, or a vendor"},
+    "model": {"type": "string", "description": "the upstream model name"},
+    "effective_from": {"type": "string", "description": "UTC, e.g. 2025-08-01T00:00:00Z"},
+    "currency": STR,
+    "input_micros": {**_MICROS, "description": "micro-units per million uncached input tokens"},
+    "output_micros": {**_MICROS, "description": "micro-units per million output tokens"},
+    "cached_micros": {
+        **_MICROS,
+        "nullable": True,
+        "description": "per million cached input tokens; null: the input price",
+    },
+    "request_micros": {**_MICROS, "description": "micro-units per request"},
+    "source": STR,
+    "created_at": STR,
+    "in_effect": {"type": "boolean", "description": "the price that applies now"},
+}
+_SPEND_ROW: dict[str, dict[str, Any]] = {
+    "bucket": {"type": "string", "description": "local hour, day (2025-03-01) or month (2025-03)"},
+    **{d: NSTR for d in ("department", "project", "user", "key", "model", "provider", "tag")},
+    "requests": INT,
+    "errors": {"type": "integer", "description": "status >= 400 (not in tag reports)"},
+    "input_tokens": INT,
+    "output_tokens": INT,
+    "cached_tokens": {"type": "integer", "description": "not in tag reports"},
+    "cost_micros": INT,
+    "cost": {"type": "string", "description": "decimal, 6 places, in the box currency"},
+}
+_ROI_ROW: dict[str, dict[str, Any]] = {
+    "business_line": STR,
+    "outcomes": INT,
+    "value_micros": INT,
+    "value": STR,
+    "cost_micros": INT,
+    "cost": STR,
+    "ratio": {"type": "number", "nullable": True, "description": "value / cost; null at zero cost"},
+    "unmatched_traces": INT,
+}
+_OUTCOME: dict[str, dict[str, Any]] = {
+    "id": INT,
+    "ts": STR,
+    "trace_id": NSTR,
+    "tag": NSTR,
+    "business_line": STR,
+    "value_micros": INT,
+    "note": STR,
+}
+_LEDGER_OBJECTS: dict[str, dict[str, Any]] = {
+    "SpendReport": _obj(
+        ["since", "until", "timezone", "bucket", "group_by", "currency", "columns", "data"],
+        since=STR,
+        until=STR,
+        timezone=STR,
+        bucket=NSTR,
+        group_by=STRS,
+        currency=STR,
+        columns=STRS,
+        data={
+            "type": "array",
+            "items": _obj(
+                ["requests", "input_tokens", "output_tokens", "cost_micros", "cost"], **_SPEND_ROW
+            ),
+        },
+    ),
+    "RoiReport": _obj(
+        ["since", "until", "currency", "data"],
+        since=STR,
+        until=STR,
+        currency=STR,
+        data={"type": "array", "items": _obj(list(_ROI_ROW), **_ROI_ROW)},
+    ),
+    "Outcome": _obj(list(_OUTCOME), **_OUTCOME),
+}
 _AUDIT = {
     "id": INT,
     "ts": STR,
@@ -94,15 +172,31 @@ _AUDIT = {
 }
 
 OBJECTS: dict[str, dict[str, Any]] = {
-    "Department": _obj(["name", "description"], name=STR, description=STR, **_STAMPS),
+    "Department": _obj(
+        ["name", "description"], name=STR, description=STR, **_RATE_LIMITS, **_STAMPS
+    ),
     "Project": _obj(
         ["name", "department", "description"],
         name=STR,
         department=STR,
         description=STR,
+        unpriced={
+            "type": "string",
+            "enum": ["auto", "refuse", "allow"],
+            "description": "a model without a price: refuse it, allow it at zero with an alert, "
+            "or auto (refuse where a hard budget applies)",
+        },
+        **_RATE_LIMITS,
         **_STAMPS,
     ),
-    "User": _obj(["name", "email", "department"], name=STR, email=NSTR, department=NSTR, **_STAMPS),
+    "User": _obj(
+        ["name", "email", "department"],
+        name=STR,
+        email=NSTR,
+        department=NSTR,
+        **_RATE_LIMITS,
+        **_STAMPS,
+    ),
     "Key": _obj(["id", "name", "project", "prefix", "status", "models", "cidrs", "tags"], **_KEY),
     "KeyWithSecret": _obj(["id", "prefix", "status", "secret"], **_KEY, secret=_SECRET),
     "AdminToken": _obj(["id", "name", "role", "prefix"], **_TOKEN),
@@ -129,6 +223,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         upstream_model=STR,
         created_at=STR,
     ),
+    "Price": _obj(list(_PRICE), **_PRICE),
     "ProviderKeySet": _obj(
         ["provider", "has_key", "version"], provider=STR, has_key={"type": "boolean"}, version=INT
     ),
@@ -150,6 +245,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         counts={"type": "object", "additionalProperties": INT},
     ),
     "AuditVerify": _obj(["ok", "first_broken_id"], ok={"type": "boolean"}, first_broken_id=NINT),
+    **_LEDGER_OBJECTS,
     "OpenAPI": _obj(["openapi", "paths"], openapi=STR, paths={"type": "object"}),
     "Error": _obj(
         ["error"],
@@ -168,8 +264,10 @@ _LISTS = {
     "KeyList": "Key",
     "ProviderList": "Provider",
     "ModelList": "Model",
+    "PriceList": "Price",
     "AdminTokenList": "AdminToken",
     "UsageList": "UsageRow",
+    "OutcomeList": "Outcome",
 }
 _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
     "string": STR,
@@ -177,6 +275,7 @@ _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
     "integer": INT,
     "integer?": NINT,
     "strings": STRS,
+    "integers": {"type": "array", "items": INT},
 }
 
 QUERY: dict[str, dict[str, Any]] = {
@@ -186,11 +285,34 @@ QUERY: dict[str, dict[str, Any]] = {
     "object_type": STR,
     "actor": STR,
     "model": STR,
-    "since": {"type": "string", "description": "ISO-8601; a time without a zone is UTC"},
+    "provider": STR,
+    "effective_from": {"type": "string", "description": "a date or ISO-8601 time (UTC)"},
+    "key": {"type": "string", "description": "a key id"},
+    "tag": STR,
+    "business_line": STR,
+    "group_by": {
+        "type": "string",
+        "description": "comma list of department, project, user, key, model, provider, tag "
+        "(tag combines only with department and project)",
+    },
+    "bucket": {"type": "string", "enum": ["hour", "day", "month"]},
+    "top": {"type": "integer", "minimum": 1, "maximum": 10000},
+    "format": {"type": "string", "enum": ["json", "csv"], "default": "json"},
+    "since": {
+        "type": "string",
+        "description": "ISO-8601; a time without a zone is UTC; for reports and outcomes "
+        "a date (2025-03-01) or a month (2025-03) is midnight in the box time zone",
+    },
     "until": {"type": "string", "description": "ISO-8601, exclusive"},
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
     "before_id": {"type": "integer", "minimum": 1, "description": "next_before_id of a page"},
 }
+# Budgets, alerts, webhooks and suspensions describe their own components.
+for _module in (admin_budgets, admin_alerts):
+    OBJECTS.update(_module.SCHEMAS)
+    _LISTS.update(_module.LISTS)
+    QUERY.update(_module.QUERY)
+
 _ERRORS = {
     "400": "Invalid input",
     "401": "No admin token, or an unknown or revoked one",
@@ -223,6 +345,8 @@ def _operation(route: Route) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "Success"}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(route.response)}}
+        if route.csv:
+            ok["content"]["text/csv"] = {"schema": {"type": "string"}}
     responses: dict[str, Any] = {str(route.status): ok}
     error = {"content": {"application/json": {"schema": _ref("Error")}}}
     for status, text in _ERRORS.items():

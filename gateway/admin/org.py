@@ -9,19 +9,26 @@ from gateway.admin.common import actor, db, listing, no_content, ok
 from gateway.tenancy import store
 
 DEPARTMENT_CREATE = {"name": Field("string", True), "description": Field("string")}
-DEPARTMENT_UPDATE = {"description": Field("string")}
+# Requests and tokens per minute for everyone in it together; null: no limit.
+_RATE_LIMITS = {"rpm": Field("integer?"), "tpm": Field("integer?")}
+DEPARTMENT_UPDATE = {"description": Field("string"), **_RATE_LIMITS}
 PROJECT_CREATE = {
     "name": Field("string", True),
     "department": Field("string", True),
     "description": Field("string"),
 }
-PROJECT_UPDATE = {"department": Field("string"), "description": Field("string")}
+PROJECT_UPDATE = {
+    "department": Field("string"),
+    "description": Field("string"),
+    "unpriced": Field("string"),  # auto | refuse | allow: what to do with unpriced models
+    **_RATE_LIMITS,
+}
 USER_CREATE = {
     "name": Field("string", True),
     "email": Field("string?"),
     "department": Field("string?"),
 }
-USER_UPDATE = {"email": Field("string?"), "department": Field("string?")}
+USER_UPDATE = {"email": Field("string?"), "department": Field("string?"), **_RATE_LIMITS}
 
 
 async def list_departments(request: web.Request) -> web.Response:

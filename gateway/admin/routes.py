@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway.admin import catalog, keys, org, reports, vault
+from gateway.admin import alerts, budgets, catalog, keys, org, prices, reports, spend, vault
 from gateway.admin.body import Field
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -21,6 +21,8 @@ READ = frozenset({"admin", "auditor"})
 # finance reads usage and the organisation (for chargeback), nothing else.
 FINANCE_READ = frozenset({"admin", "auditor", "finance"})
 ALL_ROLES = FINANCE_READ
+# finance also records business value (outcomes) for the ROI report.
+FINANCE_WRITE = frozenset({"admin", "finance"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class Route:
     body: str | None = None  # component schema of the request body
     fields: Mapping[str, Field] = field(default_factory=dict)  # the body's fields
     query: tuple[str, ...] = ()  # names of query parameters (see openapi.QUERY)
+    csv: bool = False  # the success body may also be text/csv (?format=csv)
 
 
 def _crud(
@@ -95,6 +98,11 @@ def _crud(
         )
     routes.append(Route("DELETE", item, h("delete"), ADMIN, f"Delete a {name}", None, 204))
     return routes
+
+
+_REPORT_QUERY = ("since", "until", "format")
+# Spend reports filter by any dimension they group by.
+_DIMENSION_QUERY = ("department", "project", "user", "key", "model", "provider", "tag")
 
 
 def _action(path: str, handler: Handler, summary: str, schema: str) -> Route:
@@ -197,6 +205,47 @@ ROUTES: list[Route] = [
         "models", "alias", "Model", catalog, "model", READ, create=catalog.MODEL_CREATE, update=None
     ),
     Route(
+        "GET",
+        "/prices",
+        prices.list_prices,
+        FINANCE_READ,
+        "List prices per provider or vendor and model, with the one in effect now",
+        "PriceList",
+        query=("provider", "model"),
+    ),
+    Route(
+        "POST",
+        "/prices",
+        prices.set_price,
+        ADMIN,
+        "Set a price (micro-units per million tokens) from its effective date",
+        "Price",
+        200,
+        "PriceSet",
+        prices.PRICE_SET,
+    ),
+    Route(
+        "DELETE",
+        "/prices",
+        prices.delete_price,
+        ADMIN,
+        "Remove a price from one effective date, or all of a model's prices",
+        None,
+        204,
+        query=("provider", "model", "effective_from"),
+    ),
+    Route(
+        "POST",
+        "/prices/local",
+        prices.set_local_price,
+        ADMIN,
+        "Price a local model by amortized cost (per million tokens, or per GPU-hour)",
+        "Price",
+        200,
+        "PriceLocal",
+        prices.PRICE_LOCAL,
+    ),
+    Route(
         "GET", "/admin-tokens", keys.list_admin_tokens, READ, "List admin tokens", "AdminTokenList"
     ),
     Route(
@@ -265,5 +314,103 @@ ROUTES: list[Route] = [
         "Per-request usage, newest first",
         "UsageList",
         query=("since", "until", "model", "limit"),
+    ),
+    Route(
+        "GET",
+        "/reports/spend",
+        spend.spend_report,
+        FINANCE_READ,
+        "Requests, tokens and cost by dimension and time bucket, from the hourly rollups",
+        "SpendReport",
+        query=(*_REPORT_QUERY, "group_by", "bucket", "top", *_DIMENSION_QUERY),
+        csv=True,
+    ),
+    Route(
+        "GET",
+        "/reports/roi",
+        spend.roi_report,
+        FINANCE_READ,
+        "Cost against recorded business value, per business line",
+        "RoiReport",
+        query=_REPORT_QUERY,
+        csv=True,
+    ),
+    Route(
+        "POST",
+        "/outcomes",
+        spend.create_outcome,
+        FINANCE_WRITE,
+        "Attach a business value to a trace id or a tag",
+        "Outcome",
+        201,
+        "OutcomeCreate",
+        spend.OUTCOME_CREATE,
+    ),
+    Route(
+        "GET",
+        "/outcomes",
+        spend.list_outcomes,
+        FINANCE_READ,
+        "Recorded outcomes, newest first",
+        "OutcomeList",
+        query=("since", "until", "business_line", "limit"),
+    ),
+    # Cost governance. /budgets/status before /budgets/{id}, which would match it too.
+    Route(
+        "GET",
+        "/budgets/status",
+        budgets.budget_status,
+        FINANCE_READ,
+        "Each budget's limit, spent and reserved amounts, and when its period resets",
+        "BudgetStatusList",
+        query=("level", "target"),
+    ),
+    *_crud(
+        "budgets",
+        "id",
+        "Budget",
+        budgets,
+        "budget",
+        FINANCE_READ,
+        create=budgets.BUDGET_CREATE,
+        update=budgets.BUDGET_UPDATE,
+        query=("level", "target"),
+    ),
+    Route(
+        "GET",
+        "/alerts",
+        alerts.list_alerts,
+        FINANCE_READ,
+        "Alerts, newest first",
+        "AlertPage",
+        query=("kind", "severity", "acknowledged", "since", "limit", "before_id"),
+    ),
+    Route("GET", "/alerts/{id}", alerts.get_alert, FINANCE_READ, "Get an alert", "Alert"),
+    _action("/alerts/{id}/acknowledge", alerts.acknowledge_alert, "Acknowledge an alert", "Alert"),
+    *_crud(
+        "webhooks",
+        "id",
+        "Webhook",
+        alerts,
+        "webhook",
+        READ,
+        create=alerts.WEBHOOK_CREATE,
+        update=None,
+    ),
+    _action("/webhooks/{id}/test", alerts.test_webhook, "Send a test alert once", "WebhookTest"),
+    Route(
+        "GET",
+        "/suspensions",
+        alerts.list_suspensions,
+        READ,
+        "The spend breaker's suspensions, newest first",
+        "SuspensionList",
+        query=("active",),
+    ),
+    _action(
+        "/suspensions/{id}/lift",
+        alerts.lift_suspension,
+        "Lift a suspension: the key or project may spend again",
+        "Suspension",
     ),
 ]

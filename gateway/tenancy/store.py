@@ -16,6 +16,8 @@ import sqlite_utils
 from appliance.errors import ConflictError, NotFoundError
 from appliance.store import transaction, utcnow
 from gateway.catalog import bump_version, check_name
+from gateway.errors import InvalidRequest
+from gateway.pricing.policy import UNPRICED_POLICIES
 from gateway.tenancy import _checks
 from gateway.tenancy.audit import record
 from gateway.tenancy.keys import (
@@ -70,6 +72,15 @@ __all__ = [
     "update_project",
     "update_user",
 ]
+
+
+# Requests and tokens per minute; null clears a limit (see gateway.governance.ratelimit).
+RATE_LIMITS = frozenset({"rpm", "tpm"})
+
+
+def _rate_limits(changes: Mapping[str, Any]) -> dict[str, int | None]:
+    """The rpm/tpm among `changes`, checked."""
+    return {k: _checks.limit(k, v) for k, v in changes.items() if k in RATE_LIMITS}
 
 
 def _one(db: sqlite_utils.Database, table: str, name: str, what: str) -> dict[str, Any]:
@@ -142,9 +153,13 @@ def create_department(
 def update_department(
     db: sqlite_utils.Database, actor: str, name: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Change a department's description (names are keys of the ledger, never renamed)."""
-    _checks.only(changes, {"description"})
-    new = {k: _checks.text(k, v) for k, v in changes.items()}
+    """Change a department's description or rate limits (names are keys of the ledger,
+    never renamed)."""
+    _checks.only(changes, {"description", *RATE_LIMITS})
+    new: dict[str, Any] = {
+        k: _checks.text(k, v) for k, v in changes.items() if k not in RATE_LIMITS
+    }
+    new.update(_rate_limits(changes))
     return _update(db, actor, "departments", "department", name, new)
 
 
@@ -192,9 +207,18 @@ def create_project(
 def update_project(
     db: sqlite_utils.Database, actor: str, name: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Change a project's description or move it to another department."""
-    _checks.only(changes, {"description", "department"})
-    new = {k: _checks.text(k, v) for k, v in changes.items()}
+    """Change a project's description, move it to another department, set its rate limits
+    (rpm, tpm) or what it does with unpriced models (`unpriced`: auto, refuse or allow; see
+    gateway.pricing.policy)."""
+    _checks.only(changes, {"description", "department", "unpriced", *RATE_LIMITS})
+    new: dict[str, Any] = {
+        k: _checks.text(k, v) for k, v in changes.items() if k not in RATE_LIMITS
+    }
+    new.update(_rate_limits(changes))
+    if "unpriced" in new and new["unpriced"] not in UNPRICED_POLICIES:
+        raise InvalidRequest(
+            f"'unpriced' must be one of {', '.join(UNPRICED_POLICIES)}", param="unpriced"
+        )
     return _update(db, actor, "projects", "project", name, new)
 
 
@@ -246,9 +270,9 @@ def create_user(
 def update_user(
     db: sqlite_utils.Database, actor: str, name: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Change a user's email or department (null clears either)."""
-    _checks.only(changes, {"email", "department"})
-    new: dict[str, Any] = {}
+    """Change a user's email, department or rate limits (null clears any of them)."""
+    _checks.only(changes, {"email", "department", *RATE_LIMITS})
+    new: dict[str, Any] = _rate_limits(changes)
     if "email" in changes:
         new["email"] = _checks.email(changes["email"])
     if "department" in changes:

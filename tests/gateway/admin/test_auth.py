@@ -22,8 +22,17 @@ EXPECTED = {
     "admin": lambda r: True,
     "auditor": lambda r: r.method == "GET",
     "finance": lambda r: (
-        r.method == "GET"
-        and re.match(r"/(departments|projects|users|usage|openapi\.json)\b", r.path) is not None
+        (
+            r.method == "GET"
+            and re.match(
+                r"/(departments|projects|users|usage|prices|budgets|alerts|openapi\.json)\b",
+                r.path,
+            )
+            is not None
+        )
+        # spend reports and outcomes: finance reads them and records business value
+        or (r.method == "GET" and re.match(r"/(reports|outcomes)\b", r.path) is not None)
+        or (r.method == "POST" and r.path == "/outcomes")
     ),
 }
 

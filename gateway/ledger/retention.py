@@ -1,0 +1,150 @@
+"""Retention: ledger rows older than `[ledger] retention_days` are dropped, rollups are kept.
+
+Rows go oldest first, in chunks of a few thousand ids, each chunk its own short transaction
+with a pause after it, so a backlog of millions of rows drains without ever holding the write
+lock for long. The chunks run on the event loop through the writer's own connection
+(`GroupCommitWriter.run_between_batches`), between two group commits: a thread with a
+connection of its own would contend for SQLite's single write lock, and the writer on the loop
+would then wait in SQLite's busy handler (sleeps of up to tens of ms each) for as long as a
+chunk holds it. On the loop the two simply take turns, and a chunk costs the requests in
+flight only its own few milliseconds (`Retention.max_chunk_seconds` records the worst one).
+
+The freed pages are reused by new rows, so with a steady request rate the database file stops
+growing once it holds `retention_days` of records (the rollups grow by a few hundred rows an
+hour).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+
+import sqlite_utils
+
+from appliance.writer import GroupCommitWriter
+from gateway.ledger.ids import boundary_id
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 2000
+PAUSE_SECONDS = 0.05
+INTERVAL_SECONDS = 3600.0
+FIRST_DELAY_SECONDS = 60.0
+
+
+def cutoff(retention_days: int, now: datetime | None = None) -> datetime:
+    """The time before which ledger rows are dropped."""
+    return (now or datetime.now(UTC)) - timedelta(days=retention_days)
+
+
+def delete_chunk(conn: sqlite3.Connection, end_id: int, chunk: int = CHUNK_ROWS) -> int:
+    """Delete the oldest rows with id < `end_id`, at most `chunk` ids, in one transaction."""
+    first = conn.execute("SELECT min(id) FROM usage").fetchone()[0]
+    if first is None or first >= end_id:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cursor = conn.execute(
+            "DELETE FROM usage WHERE id >= ? AND id < ?", (first, min(first + chunk, end_id))
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return cursor.rowcount
+
+
+def prune(
+    db: sqlite_utils.Database | sqlite3.Connection, before: datetime, chunk: int = CHUNK_ROWS
+) -> int:
+    """Drop every ledger row older than `before`, chunk by chunk, at once; rows dropped.
+
+    The synchronous form, for tests and maintenance commands; the gateway runs `Retention`.
+    """
+    conn = db.conn if isinstance(db, sqlite_utils.Database) else db
+    end = boundary_id(conn, before)
+    total = 0
+    while n := delete_chunk(conn, end, chunk):
+        total += n
+    return total
+
+
+class Retention:
+    """Prunes the ledger now and then on the event loop, a chunk at a time."""
+
+    def __init__(
+        self,
+        writer: GroupCommitWriter,
+        retention_days: int,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        first_delay: float = FIRST_DELAY_SECONDS,
+        chunk: int = CHUNK_ROWS,
+        pause: float = PAUSE_SECONDS,
+    ) -> None:
+        self.writer = writer
+        self.retention_days = retention_days
+        self.interval, self.first_delay = interval, first_delay
+        self.chunk, self.pause = chunk, pause
+        self.deleted = 0
+        self.max_chunk_seconds = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the background task (call after the writer has started)."""
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="aigw-ledger-retention"
+        )
+
+    async def stop(self) -> None:
+        """Stop between two chunks (call before the writer closes)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass: drop everything older than the cut-off, yielding between chunks."""
+        before = cutoff(self.retention_days, now)
+        end = self.writer.run_between_batches(lambda conn: boundary_id(conn, before))
+        total = 0
+        while True:
+            started = time.perf_counter()
+            n = self.writer.run_between_batches(lambda conn: delete_chunk(conn, end, self.chunk))
+            self.max_chunk_seconds = max(self.max_chunk_seconds, time.perf_counter() - started)
+            if n == 0:
+                break
+            total += n
+            await asyncio.sleep(self.pause)
+        self.deleted += total
+        if total:
+            log.info("ledger retention: dropped %d records older than %s", total, before)
+        return total
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self.first_delay)
+        while True:
+            try:
+                await self.run_once()
+            except sqlite3.Error as exc:
+                log.warning("ledger retention failed, retrying in %.0f s: %s", self.interval, exc)
+            await asyncio.sleep(self.interval)
+
+
+def start_retention(
+    writer: GroupCommitWriter,
+    retention_days: int,
+    *,
+    interval: float = INTERVAL_SECONDS,
+    first_delay: float = FIRST_DELAY_SECONDS,
+) -> Retention:
+    """Start pruning the ledger in the background; `await retention.stop()` before closing."""
+    retention = Retention(writer, retention_days, interval=interval, first_delay=first_delay)
+    retention.start()
+    return retention
