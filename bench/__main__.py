@@ -31,6 +31,8 @@ import uvloop
 
 from appliance.store import open_store
 from bench.loadgen import make_body, run_phase
+from gateway.governance import store as budgets
+from gateway.pricing import store as pricing
 from gateway.tenancy import keys
 from gateway.tenancy import store as tenancy
 
@@ -40,9 +42,10 @@ PY = sys.executable
 AIGW = str(Path(PY).parent / "aigw")
 FAKE_KEY = "sk-fake-openai"
 UPSTREAM_MODEL = "gpt-4o-mini"
-TARGETS = ("direct", "proxy", "aigw")
+TARGETS = ("direct", "proxy", "aigw", "aigw-gov")
 MODES = ("nonstream", "stream")
 CPU_TARGET = 1.3
+GOV_TARGET = 1.1  # budgets and rate limits on cost at most 10% more CPU than off
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -246,20 +249,49 @@ def start_proxy(
     return t
 
 
-def issue_key(database: Path) -> str:
-    """A gateway key for the load (department, project and key made in the store directly)."""
+def issue_key(database: Path, governed: bool = False) -> str:
+    """A gateway key for the load (department, project and key made in the store directly).
+    `governed`: the model priced, budgets at every level and rate limits on the key, all far
+    above what the load spends, so every request goes through the whole admission."""
     db = open_store(database)
     try:
         tenancy.create_department(db, "bench", name="bench")
         tenancy.create_project(db, "bench", name="bench", department="bench")
-        return keys.create_key(db, "bench", name="bench", project="bench")[1]
+        if not governed:
+            return keys.create_key(db, "bench", name="bench", project="bench")[1]
+        tenancy.update_project(db, "bench", "bench", {"rpm": 10**9, "tpm": 10**12})
+        row, secret = keys.create_key(
+            db, "bench", name="bench", project="bench", rpm=10**9, tpm=10**12,
+            budget_micros=10**15,
+        )  # fmt: skip
+        for level, target, period in (
+            ("department", "bench", "monthly"), ("project", "bench", "daily"),
+            ("key", row["id"], "weekly"),
+        ):  # fmt: skip
+            budgets.create_budget(
+                db, "bench", level=level, target=target, period=period, limit_micros=10**15
+            )
+        pricing.set_price(
+            db, "bench", provider="fake", model=UPSTREAM_MODEL, input_micros=150_000,
+            output_micros=600_000, currency="USD", box_currency="USD",
+        )  # fmt: skip
+        return secret
     finally:
         db.conn.close()
 
 
-def start_aigw(tmp: Path, upstream: str, wrap: Sequence[str] = (), ready_s: float = 60.0) -> Target:
-    """Configure aigw in ``tmp`` and start ``aigw up``; ``wrap`` prefixes only that command."""
+def start_aigw(
+    tmp: Path,
+    upstream: str,
+    wrap: Sequence[str] = (),
+    ready_s: float = 60.0,
+    name: str = "aigw",
+) -> Target:
+    """Configure aigw in ``tmp/name`` and start ``aigw up``; ``wrap`` prefixes only that
+    command; target ``aigw-gov`` runs with budgets, rate limits and a price on."""
     port = free_port()
+    tmp = tmp / name
+    tmp.mkdir(exist_ok=True)
     cfg = tmp / "aigw.toml"
     (tmp / "state").mkdir(exist_ok=True)
     cfg.write_text(
@@ -272,19 +304,19 @@ def start_aigw(tmp: Path, upstream: str, wrap: Sequence[str] = (), ready_s: floa
         ["models", "add", "bench-model", "--provider", "fake", "--upstream-model", UPSTREAM_MODEL],
     ]  # fmt: skip
     for i, args in enumerate(setup):
-        name = f"aigw-setup{i}"
-        with (tmp / f"{name}.out").open("wb") as fo, (tmp / f"{name}.err").open("wb") as fe:
+        step = f"aigw-setup{i}"
+        with (tmp / f"{step}.out").open("wb") as fo, (tmp / f"{step}.err").open("wb") as fe:
             rc = subprocess.run(
                 [AIGW, *args], stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=ROOT,
                 env=env, timeout=60, check=False,
             ).returncode  # fmt: skip
         if rc != 0:
-            out, err = (tmp / f"{name}.{s}" for s in ("out", "err"))
+            out, err = (tmp / f"{step}.{s}" for s in ("out", "err"))
             tails = "\n".join(p.read_text(errors="replace")[-3000:] for p in (out, err))
             raise RuntimeError(f"`aigw {' '.join(args)}` exited {rc}\n{tails}")
-    key = issue_key(tmp / "state" / "aigw.db")
-    proc = spawn("aigw", [*wrap, AIGW, "up"], tmp, env)
-    t = Target("aigw", f"http://127.0.0.1:{port}/v1/chat/completions", "bench-model", key)
+    key = issue_key(tmp / "state" / "aigw.db", governed=name == "aigw-gov")
+    proc = spawn(name, [*wrap, AIGW, "up"], tmp, env)
+    t = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", "bench-model", key)
     t.proc = proc
     healthz = f"http://127.0.0.1:{port}/healthz"
     wait_until(proc, lambda: listens(proc, port) and http_ok(healthz), ready_s)
@@ -346,18 +378,23 @@ def ratio(rows: list[dict[str, Any]], num: str, den: str, mode: str, key: str) -
 def target_ratios(
     rows: list[dict[str, Any]], key: str, label: str, prefix: str
 ) -> tuple[dict[str, Any], list[str]]:
-    """aigw / proxy of `key` per mode against the 1.3x target: (ratios, report lines)."""
+    """aigw / proxy of `key` per mode against the 1.3x target, and aigw with governance on /
+    off against the 1.1x target: (ratios, report lines)."""
     ratios: dict[str, Any] = {}
     lines = []
-    for mode in MODES:
-        c = ratio(rows, "aigw", "proxy", mode, key)
-        c["target"] = CPU_TARGET
-        c["met"] = None if c["value"] is None else c["value"] <= CPU_TARGET
-        ratios[f"{prefix}_aigw_over_proxy_{mode}"] = c
-        verdict = "n/a" if c["met"] is None else "met" if c["met"] else "NOT met"
-        lines.append(
-            f"- {label} aigw / proxy, {mode}: **{xfmt(c)}** (target <= {CPU_TARGET}x: {verdict})"
-        )
+    for num, den, target, what in (
+        ("aigw", "proxy", CPU_TARGET, "aigw / proxy"),
+        ("aigw-gov", "aigw", GOV_TARGET, "with budgets and rate limits on / off"),
+    ):
+        for mode in MODES:
+            c = ratio(rows, num, den, mode, key)
+            c["target"] = target
+            c["met"] = None if c["value"] is None else c["value"] <= target
+            ratios[f"{prefix}_{num}_over_{den}_{mode}".replace("-", "_")] = c
+            verdict = "n/a" if c["met"] is None else "met" if c["met"] else "NOT met"
+            lines.append(
+                f"- {label} {what}, {mode}: **{xfmt(c)}** (target <= {target}x: {verdict})"
+            )
     return ratios, lines
 
 
@@ -384,6 +421,7 @@ def report(
         lines.append("| " + " | ".join(vals) + " |")
     ratios, ratio_lines = target_ratios(rows, "cpu_ms_per_req", "CPU/request", "cpu")
     lines += ["", "## Ratios", "", *ratio_lines]
+
     for mode in MODES:
         for num in ("proxy", "aigw"):
             p = ratio(rows, num, "direct", mode, "p50_ms")
@@ -448,8 +486,10 @@ def main() -> int:
             try:
                 if name == "direct":
                     t = Target(name, f"{upstream}/v1/chat/completions", UPSTREAM_MODEL, FAKE_KEY)
+                elif name == "proxy":
+                    t = start_proxy(tmp, upstream)
                 else:
-                    t = (start_proxy if name == "proxy" else start_aigw)(tmp, upstream)
+                    t = start_aigw(tmp, upstream, name=name)
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 failures[name] = str(e)
                 log(f"{name} failed to start: {e}")

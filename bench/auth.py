@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -31,7 +32,7 @@ def _index(n: int, tmp: Path) -> tuple[KeyIndex, list[str]]:
     tenancy.create_project(db, "bench", name="bench", department="bench")
     secrets = []
     for i in range(n):
-        policy: dict[str, object] = {}
+        policy: dict[str, Any] = {}
         if i % 3 == 1:
             policy = {"models": ["gpt-*", "claude-*"], "cidrs": ["10.0.0.0/8", "127.0.0.0/8"]}
         elif i % 3 == 2:

@@ -45,7 +45,7 @@ from bench.__main__ import (
 )
 from bench.loadgen import make_body, run_phase
 
-TARGETS = ("proxy", "aigw")
+TARGETS = ("proxy", "aigw", "aigw-gov")
 TOOLS = ("valgrind", "callgrind_control")
 READY_S = 240.0  # startup under callgrind takes 10-20 s on an idle box; be generous
 SETTLE_S = 1.0  # let work queued by the last responses (e.g. the commit of usage rows) run
@@ -192,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         up, upstream = start_upstream(tmp, a.fake_module)
         for name in targets:
             try:
-                start = start_proxy if name == "proxy" else start_aigw
-                t = start(tmp, upstream, callgrind(tmp, name), READY_S)
+                if name == "proxy":
+                    t = start_proxy(tmp, upstream, callgrind(tmp, name), READY_S)
+                else:
+                    t = start_aigw(tmp, upstream, callgrind(tmp, name), READY_S, name=name)
                 assert t.proc is not None
                 control(tmp, t.proc, "--instr=on")  # imports ran uninstrumented: faster
                 for mode in modes:

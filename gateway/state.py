@@ -24,13 +24,20 @@ from gateway.catalog import (
     provider_secret_id,
 )
 from gateway.errors import ModelNotFound
-from gateway.governance import Governance
+from gateway.governance import BudgetExceeded, Governance
 from gateway.ledger import Retention, rollup_hook, start_retention
 from gateway.metrics import Metrics
-from gateway.pricing import ModelNotPriced, PriceBook, seed_defaults, unpriced_decision, worst_case
+from gateway.pricing import (
+    ModelNotPriced,
+    Price,
+    PriceBook,
+    seed_defaults,
+    unpriced_decision,
+    worst_case,
+)
 from gateway.providers.base import Adapter, Timeouts
 from gateway.providers.registry import make_adapter
-from gateway.tokens import estimate_prompt
+from gateway.tokens import estimate_prompt, prompt_bound
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,10 @@ _USAGE_SQL = (
     "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', ?, 'unixepoch'), "
     "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _worst(price: Price | None, prompt_tokens: int, output_tokens: int) -> int:
+    return worst_case(price, prompt_tokens, output_tokens) if price is not None else 0
 
 
 class Gateway:
@@ -182,14 +193,20 @@ class Gateway:
         call.price = price
         if price is None:
             self._unpriced(call, key.project, gov.hard_budget_applies(key))
-        if gov.needs_estimate(key):
-            prompt = estimate_prompt(body)
-            output = 0 if call.endpoint == "embeddings" else self._output_ceiling(body)
-            tokens = prompt + output
-            worst = worst_case(price, prompt, output) if price is not None else 0
-        else:
-            tokens = worst = 0
-        call.admission = gov.admit(key, worst, tokens)
+        if not gov.needs_estimate(key):
+            call.admission = gov.admit(key, 0, 0)
+            return
+        # The worst case from an upper bound of the prompt (no tokenizer on the hot path);
+        # only when that does not fit a budget is the prompt counted, to admit what fits.
+        output = 0 if call.endpoint == "embeddings" else self._output_ceiling(body)
+        bound = prompt_bound(body)
+        try:
+            call.admission = gov.admit(key, _worst(price, bound, output), bound // 4 + output)
+        except BudgetExceeded:
+            counted = estimate_prompt(body)
+            if counted >= bound:
+                raise
+            call.admission = gov.admit(key, _worst(price, counted, output), counted + output)
 
     def _output_ceiling(self, body: dict[str, Any]) -> int:
         """The most output tokens a request can produce: its own limit, else the ceiling."""

@@ -70,11 +70,11 @@ class Budget:
     limit_micros: int
     hard: bool = True
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
+    # The counter this budget reads; computed once (read several times per request).
+    counter_key: CounterKey = field(init=False, compare=False)
 
-    @property
-    def counter_key(self) -> CounterKey:
-        """The counter this budget reads."""
-        return (self.level, self.target, self.period)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counter_key", (self.level, self.target, self.period))
 
 
 class _Counter:
