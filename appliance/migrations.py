@@ -254,6 +254,40 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outcomes_trace ON outcomes(trace_id);
     """,
+    # 5: routes: an alias served by a list of deployments and a strategy; routing in the ledger.
+    """
+    CREATE TABLE routes (
+        alias TEXT PRIMARY KEY,
+        strategy TEXT NOT NULL
+            CHECK (strategy IN ('priority', 'weighted', 'least_latency', 'cheapest')),
+        fallback_alias TEXT,
+        tiers TEXT NOT NULL DEFAULT '[]',
+        max_attempts INTEGER NOT NULL DEFAULT 3,
+        max_seconds REAL NOT NULL DEFAULT 30,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE deployments (
+        id TEXT PRIMARY KEY,
+        route TEXT NOT NULL REFERENCES routes(alias) ON DELETE CASCADE,
+        provider TEXT NOT NULL REFERENCES providers(name),
+        upstream_model TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 0),
+        params TEXT NOT NULL DEFAULT '{}',
+        context_window INTEGER,
+        tools INTEGER NOT NULL DEFAULT 1,
+        vision INTEGER NOT NULL DEFAULT 0,
+        json_mode INTEGER NOT NULL DEFAULT 1,
+        confidential INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        UNIQUE (route, position)
+    );
+    ALTER TABLE projects ADD COLUMN context_trim INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN route_reason TEXT;
+    ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE usage ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
