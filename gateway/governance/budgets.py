@@ -133,6 +133,11 @@ def _severity(threshold: int) -> str:
     return "critical" if threshold >= 100 else "warning" if threshold >= 80 else "info"
 
 
+_Plan = tuple[
+    tuple[Budget, ...], tuple[tuple[Budget, "_Counter"], ...], tuple["_Counter", ...], KeyEntry
+]
+
+
 class BudgetBook:
     """Every budget in memory, with the counters they read; built by `load`."""
 
@@ -155,6 +160,9 @@ class BudgetBook:
         for b in self.budgets:
             by_target.setdefault((b.level, b.target), []).append(b)
         self._by_target = {k: tuple(v) for k, v in by_target.items()}
+        # key id → (its budgets, their hard ones with counters, its distinct counters): what a
+        # request of that key touches, worked out once per book (a book lives until a reload).
+        self._plans: dict[str, _Plan] = {}
 
     @classmethod
     def load(
@@ -201,6 +209,17 @@ class BudgetBook:
             found += by.get(("user", key.user), ())
         return found + by.get(("key", key.id), ())
 
+    def _plan(self, key: KeyEntry) -> _Plan:
+        plan = self._plans.get(key.id)
+        if plan is None or plan[3] is not key:
+            budgets = self._applicable(key)
+            counters = self._counters
+            hard = tuple((b, counters[b.counter_key]) for b in budgets if b.hard)
+            read = (counters[b.counter_key] for b in budgets)
+            distinct = tuple({id(c): c for c in read}.values())
+            plan = self._plans[key.id] = (budgets, hard, distinct, key)
+        return plan
+
     def applies(self, key: KeyEntry) -> bool:
         """Whether any budget covers this key."""
         return bool(self._applicable(key))
@@ -215,17 +234,16 @@ class BudgetBook:
         if amount_micros < 0:
             raise ValueError("a reservation cannot be negative")
         now = self.clock() if now is None else now
-        budgets = self._applicable(key)
+        budgets, hard, held, _ = self._plan(key)
         if not budgets:
             return Reservation(key, amount_micros, (), now)
-        counters = self._counters
         with self._lock:
-            for b in budgets:
-                c = counters[b.counter_key]
-                c.roll(now, self.tz)
-                if b.hard and c.spent + c.reserved + amount_micros > b.limit_micros:
+            for c in held:
+                if now >= c.end:
+                    c.roll(now, self.tz)
+            for b, c in hard:
+                if c.spent + c.reserved + amount_micros > b.limit_micros:
                     raise self._exceeded(b, c, amount_micros, now)
-            held = tuple({id(c): c for c in (counters[b.counter_key] for b in budgets)}.values())
             for c in held:
                 c.reserved += amount_micros
         return Reservation(key, amount_micros, held, now, budgets, self)
@@ -246,7 +264,8 @@ class BudgetBook:
             res.done = True
             for c in res.counters:
                 c.reserved -= res.amount
-                c.roll(now, self.tz)
+                if now >= c.end:
+                    c.roll(now, self.tz)
                 c.spent += actual_micros
                 if actual_micros > res.amount:
                     c.overrun += actual_micros - res.amount
