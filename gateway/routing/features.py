@@ -1,0 +1,125 @@
+"""What the router needs to know about a request, read cheaply from its body and headers.
+
+One walk over the OpenAI- or Anthropic-shaped body collects the prompt's text, and notes
+images, tools and JSON mode. The prompt size is the byte bound of `gateway.tokens` (no
+tokenizer runs) unless the bound crosses the smallest limit the route cares about (a context
+window or a tier threshold): only then is the prompt counted with the tokenizer, because only
+then can the coarse bound change the decision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.routing.model import Route
+from gateway.tokens import estimate_prompt, prompt_bound
+
+HINT_HEADER = "x-aigw-route-hint"
+# Capability bits: a request's needs against a deployment's capabilities in one AND.
+NEEDS_TOOLS, NEEDS_VISION, NEEDS_JSON, NEEDS_CONFIDENTIAL = 1, 2, 4, 8
+_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
+# Cheap signs of code: a fence, or a line that starts like a definition or a statement.
+_CODE = re.compile(
+    r"```|^\s*(?:def |class |import |from \S+ import |function |const |let |var |public |"
+    r"private |package |#include|SELECT |fn |func |return )|[;{}]\s*$",
+    re.MULTILINE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFeatures:
+    """The request as routing sees it."""
+
+    prompt_tokens: int  # the byte bound, or a token count when the bound is near a limit
+    max_output_tokens: int | None = None
+    tools: bool = False
+    vision: bool = False
+    json_mode: bool = False
+    code: bool = False
+    keywords: frozenset[str] = frozenset()
+    hint: str | None = None  # lower-cased
+    confidential: bool = False  # only deployments trusted with confidential data may serve
+    needs: int = field(init=False, default=0, compare=False)  # the NEEDS_* bits
+    tokens_needed: int = field(init=False, default=0, compare=False)  # prompt + max output
+
+    def __post_init__(self) -> None:
+        needs = (
+            (NEEDS_TOOLS if self.tools else 0)
+            | (NEEDS_VISION if self.vision else 0)
+            | (NEEDS_JSON if self.json_mode else 0)
+            | (NEEDS_CONFIDENTIAL if self.confidential else 0)
+        )
+        object.__setattr__(self, "needs", needs)
+        object.__setattr__(
+            self, "tokens_needed", self.prompt_tokens + (self.max_output_tokens or 0)
+        )
+
+
+def _collect(value: Any, texts: list[str], flags: list[bool]) -> None:
+    """Message text into `texts`; flags[0] becomes True when an image part is seen."""
+    if isinstance(value, str):
+        texts.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, texts, flags)
+    elif isinstance(value, dict):
+        kind = value.get("type")
+        if kind in _IMAGE_TYPES:
+            flags[0] = True
+            return
+        text = value.get("text")
+        if isinstance(text, str):
+            texts.append(text)
+        for key in ("content", "input"):  # nested tool results, tool_use arguments
+            inner = value.get(key)
+            if inner is not None:
+                _collect(inner, texts, flags)
+
+
+def _json_mode(body: Mapping[str, Any]) -> bool:
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
+
+
+def _max_output(body: Mapping[str, Any]) -> int | None:
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def request_features(
+    body: dict[str, Any],
+    headers: Mapping[str, str],
+    route: Route | None = None,
+    *,
+    confidential: bool = False,
+) -> RequestFeatures:
+    """The features of one request for `route` (its keywords and limits); `headers` should
+    be case-insensitive (aiohttp's are). `confidential` comes from the project's policy."""
+    texts: list[str] = []
+    flags = [False]
+    for key in ("system", "messages", "prompt"):
+        if key in body:
+            _collect(body[key], texts, flags)
+    text = "\n".join(texts)
+    tokens = prompt_bound(body)
+    if route is not None and route.exact_above is not None and tokens > route.exact_above:
+        tokens = estimate_prompt(body)
+    keywords = route.keywords if route is not None else None
+    hint = headers.get(HINT_HEADER)
+    return RequestFeatures(
+        prompt_tokens=tokens,
+        max_output_tokens=_max_output(body),
+        tools=bool(body.get("tools") or body.get("functions")),
+        vision=flags[0],
+        json_mode=_json_mode(body),
+        code=_CODE.search(text) is not None,
+        keywords=keywords.hits(text) if keywords is not None else frozenset(),
+        hint=hint.strip().lower() or None if hint else None,
+        confidential=confidential,
+    )
