@@ -109,6 +109,15 @@ class BudgetsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The exact response cache (in memory, per project by default)."""
+
+    enabled: bool = True
+    max_bytes: int = 256 * 1024 * 1024
+    ttl_seconds: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
 class AlertsConfig:
     """Webhook delivery of alerts."""
 
@@ -144,6 +153,7 @@ class Config:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     source: str = "<defaults>"
 
     @property
@@ -182,6 +192,7 @@ _SECTIONS: dict[str, type] = {
     "ledger": LedgerConfig,
     "budgets": BudgetsConfig,
     "alerts": AlertsConfig,
+    "cache": CacheConfig,
 }
 
 
@@ -268,6 +279,8 @@ def _validate_governance(cfg: Config) -> None:
         raise ConfigError("[budgets] breaker_min_micros must be >= 0")
     if b.breaker_action not in ("alert", "suspend"):
         raise ConfigError("[budgets] breaker_action must be 'alert' or 'suspend'")
+    if cfg.cache.max_bytes < 0 or cfg.cache.ttl_seconds < 1:
+        raise ConfigError("[cache] max_bytes must be >= 0 and ttl_seconds >= 1")
     if cfg.alerts.webhook_timeout <= 0 or cfg.alerts.max_attempts < 1:
         raise ConfigError("[alerts] webhook_timeout must be > 0 and max_attempts >= 1")
 

@@ -10,7 +10,10 @@ projects, providers and models in dependency order (deletes in reverse). Keys ar
 id; apply changes the policy (and active/disabled/revoked status) of keys that exist, reports
 those that do not (a key's secret is issued only by `aigw keys create`), and never deletes one.
 Providers and models have no update in the API: a changed one is deleted and created again
-(the models of a re-created provider with it).
+(the models of a re-created provider with it). Routes (`[routes.ALIAS]`, see
+`appliance.config_routes`) are written whole, after the providers and models they name, in
+fallback order; one whose provider or fallback target is re-created or deleted is deleted
+first and written again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import orjson
 import tomli_w
 
+from appliance import config_routes
 from appliance.admin_client import AdminAPIError, segment
 from appliance.errors import ApplianceError
 
@@ -121,6 +125,8 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
+ROUTES = "routes"  # the section of routes: nested tables, not a flat `Kind`
+SECTIONS = (*KINDS, ROUTES)
 KEY_STATUSES = ("active", "disabled", "revoked")
 Objects = dict[str, dict[str, dict[str, Any]]]  # section → name → fields
 Step = tuple[tuple[int, int], str, str, Any]  # (phase, order), method, path, body
@@ -140,6 +146,8 @@ def read_box(call: Call) -> Objects:
     for kind in KINDS.values():
         rows = call("GET", f"/{kind.section}")["data"]
         out[kind.section] = {row[kind.key]: _entry(kind, row) for row in rows}
+    rows = call("GET", f"/{ROUTES}")["data"]
+    out[ROUTES] = {row["alias"]: config_routes.route_entry(row) for row in rows}
     return out
 
 
@@ -147,6 +155,10 @@ def export_text(call: Call) -> str:
     """The box's run-time configuration as TOML (stable: the same box gives the same text)."""
     doc: dict[str, Any] = {"version": FORMAT_VERSION}
     for section, objects in read_box(call).items():
+        if section == ROUTES:
+            if objects:
+                doc[ROUTES] = {n: config_routes.export_route(objects[n]) for n in sorted(objects)}
+            continue
         kind = KINDS[section]
         table = {}
         for name in sorted(objects):
@@ -224,9 +236,9 @@ def _normalise_key(entry: dict[str, Any], here: str) -> None:
 
 def parse_file(data: dict[str, Any], where: str) -> Objects:
     """Validate a parsed file; every message names the section, object and key at fault."""
-    unknown = sorted(set(data) - set(KINDS) - {"version"})
+    unknown = sorted(set(data) - set(SECTIONS) - {"version"})
     if unknown:
-        allowed = ", ".join(f"[{s}]" for s in KINDS)
+        allowed = ", ".join(f"[{s}]" for s in SECTIONS)
         raise ApplianceError(f"{where}: unknown section [{unknown[0]}]; allowed: {allowed}")
     version = data.get("version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
@@ -237,6 +249,7 @@ def parse_file(data: dict[str, Any], where: str) -> Objects:
         if not isinstance(raw, dict):
             raise ApplianceError(f"{where}: [{section}] must be a table of tables")
         out[section] = {name: _check_entry(kind, name, v, where) for name, v in raw.items()}
+    out[ROUTES] = _check_routes(data.get(ROUTES, {}), out, where)
     for section, kind in KINDS.items():
         for name, entry in out[section].items():
             for f, target in kind.refs.items():
@@ -246,6 +259,26 @@ def parse_file(data: dict[str, Any], where: str) -> Objects:
                         f"{where}: [{section}.{name}] {f} {ref!r} is not in [{target}] of the file"
                     )
     return out
+
+
+def _check_routes(raw: Any, out: Objects, where: str) -> dict[str, dict[str, Any]]:
+    """The file's routes, with the providers and fallbacks they name in the file."""
+    if not isinstance(raw, dict):
+        raise ApplianceError(f"{where}: [{ROUTES}] must be a table of tables")
+    routes = {n: config_routes.check_route(v, f"{where}: [{ROUTES}.{n}]") for n, v in raw.items()}
+    for name, entry in routes.items():
+        here = f"{where}: [{ROUTES}.{name}]"
+        if name in out["models"]:
+            raise ApplianceError(f"{here} is also in [models]; an alias is a route or a model")
+        for provider in sorted(config_routes.providers_of(entry)):
+            if provider not in out["providers"]:
+                raise ApplianceError(f"{here} provider {provider!r} is not in [providers]")
+        fallback = entry["fallback_alias"]
+        if fallback is not None and fallback not in routes and fallback not in out["models"]:
+            raise ApplianceError(
+                f"{here} fallback_alias {fallback!r} is in neither [routes] nor [models]"
+            )
+    return routes
 
 
 def read_file(path: Path) -> Objects:
@@ -266,7 +299,8 @@ def read_file(path: Path) -> Objects:
 
 # Phases: deletes of catalog objects first (a replaced provider frees its name), organisation
 # creates and updates, key policies, organisation deletes, catalog creates last.
-DEL_MODELS, DEL_PROVIDERS, ORG, KEYS, DEL_ORG, NEW_PROVIDERS, NEW_MODELS = range(7)
+DEL_ROUTES, DEL_MODELS, DEL_PROVIDERS, ORG, KEYS, DEL_ORG = range(6)
+NEW_PROVIDERS, NEW_MODELS, NEW_ROUTES = range(6, 9)
 _UPSERT_PHASE = {"departments": ORG, "users": ORG, "projects": ORG}
 _DELETE_PHASE = {"models": DEL_MODELS, "providers": DEL_PROVIDERS}
 _CREATE_PHASE = {"providers": NEW_PROVIDERS, "models": NEW_MODELS}
@@ -414,12 +448,56 @@ def _check_deletes(box: Objects, file: Objects, where: str) -> None:
             )
 
 
+def _deleted(plan: Plan, what: str) -> set[str]:
+    """The objects of one type that the plan deletes (removed or re-created)."""
+    return {
+        c.name for c in plan.changes if c.what == what and any(s[1] == "DELETE" for s in c.steps)
+    }
+
+
+def _routes(plan: Plan, box: Objects, file: Objects) -> None:
+    """Routes written (PUT) after the catalog, deleted before it, both in fallback order."""
+    have_all, want_all = box[ROUTES], file[ROUTES]
+    gone_providers, gone_models = _deleted(plan, "provider"), _deleted(plan, "model")
+    # A route on the box must go before what it uses goes, and so must every route that
+    # falls back to a route that goes.
+    gone = {
+        name
+        for name, have in have_all.items()
+        if name not in want_all
+        or config_routes.providers_of(have) & gone_providers
+        or have["fallback_alias"] in gone_models
+    }
+    while more := {n for n, h in have_all.items() if n not in gone and h["fallback_alias"] in gone}:
+        gone |= more
+    for name in sorted(set(have_all) | set(want_all)):
+        have, want = have_all.get(name), want_all.get(name)
+        path, steps = f"/{ROUTES}/{segment(name)}", list[Step]()
+        if name in gone:
+            order = -config_routes.depth(have_all, name)
+            steps.append(((DEL_ROUTES, order), "DELETE", path, None))
+        if want is not None and (name in gone or want != have):
+            body = {k: v for k, v in want.items() if v is not None}
+            steps.append(((NEW_ROUTES, config_routes.depth(want_all, name)), "PUT", path, body))
+        if not steps:
+            continue
+        if want is None:
+            plan.changes.append(Change("-", "route", name, steps=steps))
+        elif have is None:
+            plan.changes.append(Change("+", "route", name, steps=steps))
+        else:
+            diff = {k: (have[k], v) for k, v in want.items() if have[k] != v}
+            why = _describe(diff) if diff else "what it uses is re-created"
+            plan.changes.append(Change("~", "route", name, why, steps))
+
+
 def plan(call: Call, file: Objects, where: str = "the file") -> Plan:
     """What it takes to make the box match `file`."""
     box = read_box(call)
     _check_deletes(box, file, where)
     result = Plan()
     _org_and_catalog(result, box, file)
+    _routes(result, box, file)
     _keys(result, box, file)
     return result
 
@@ -427,7 +505,7 @@ def plan(call: Call, file: Objects, where: str = "the file") -> Plan:
 def apply(call: Call, planned: Plan) -> int:
     """Carry out a plan in dependency order; returns the number of API calls made."""
     steps = [(s, c) for c in planned.changes for s in c.steps]
-    steps.sort(key=lambda sc: sc[0][0])
+    steps.sort(key=lambda sc: sc[0][0])  # stable: a change's own steps keep their order
     for done, ((_, method, path, body), change) in enumerate(steps):
         try:
             call(method, path, body)

@@ -14,6 +14,7 @@ from gateway.api import anthropic, health, openai
 from gateway.api.common import CALL, GATEWAY
 from gateway.auth import AuthError, check_address, merge_tags, presented_secret
 from gateway.calls import Call
+from gateway.dispatch import response_headers
 from gateway.envelopes import ANTHROPIC, OPENAI, error_response
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, UpstreamError
 from gateway.governance import RateLimited
@@ -127,10 +128,10 @@ def _fail(call: Call, err: GatewayError) -> web.Response:
     if isinstance(err, UpstreamError):
         call.upstream_error = err.code
     resp = error_response(call.api, err, call.trace_id)
+    if call.endpoint:
+        resp.headers.update(response_headers(call))
     if isinstance(err, RateLimited):
         resp.headers.update(err.headers)
-    elif call.admission is not None:
-        resp.headers.update(call.admission.headers())
     return resp
 
 

@@ -36,6 +36,12 @@ class Call:
     priced: bool = True  # False when the model had no price (recorded at zero)
     cache_hit: bool = False
     price: Price | None = None
+    deployment: str = ""  # provider/upstream model that answered (or was tried last)
+    route_reason: str | None = None  # why the router picked it
+    attempts: int = 0  # deployments tried
+    degraded: bool = False  # answered by the route's fallback alias
+    cache: str = "miss"  # x-aigw-cache: hit | miss
+    saved_micros: int = 0  # what a cache hit saved
     admission: Admission | None = None  # the governance charges and reservation to settle
 
     def mark_first_byte(self) -> None:

@@ -149,6 +149,16 @@ def remove_provider(db: sqlite_utils.Database, name: str, *, actor: str | None =
             raise ConflictError(
                 f"provider {name!r} is used by models {', '.join(users)}; remove them first"
             )
+        routes = [
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT route FROM deployments WHERE provider = ? ORDER BY route", [name]
+            )
+        ]
+        if routes:
+            raise ConflictError(
+                f"provider {name!r} is used by routes {', '.join(routes)}; change them first"
+            )
         before = _row(db, "providers", "name", name)
         if before is None:
             raise NotFoundError(f"no provider named {name!r}")
@@ -168,6 +178,10 @@ def add_model(db: sqlite_utils.Database, model: ModelDef, *, actor: str | None =
             raise NotFoundError(f"no provider named {model.provider!r}; add it first")
         if db.execute("SELECT 1 FROM models WHERE alias = ?", [model.alias]).fetchone():
             raise ConflictError(f"model {model.alias!r} already exists")
+        if db.execute("SELECT 1 FROM routes WHERE alias = ?", [model.alias]).fetchone():
+            raise ConflictError(
+                f"{model.alias!r} is a route; remove the route or pick another alias"
+            )
         row = {
             "alias": model.alias,
             "provider": model.provider,
@@ -186,6 +200,16 @@ def remove_model(db: sqlite_utils.Database, alias: str, *, actor: str | None = N
         before = _row(db, "models", "alias", alias)
         if before is None:
             raise NotFoundError(f"no model named {alias!r}")
+        users = [
+            r[0]
+            for r in db.execute(
+                "SELECT alias FROM routes WHERE fallback_alias = ? ORDER BY alias", [alias]
+            )
+        ]
+        if users:
+            raise ConflictError(
+                f"model {alias!r} is the fallback of route(s) {', '.join(users)}; change them first"
+            )
         db.execute("DELETE FROM models WHERE alias = ?", [alias])
         if actor is not None:
             record(db, actor, "delete", "model", alias, before, None)

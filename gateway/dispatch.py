@@ -47,6 +47,13 @@ _USAGE: dict[str, Callable[[Any], Usage]] = {
     "gemini": lambda o: usage_from_gemini(o.get("usageMetadata")),
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+# Route reasons are for people and may hold arrows; header values stay ASCII.
+_ASCII = str.maketrans({"→": "->", "≤": "<=", "≥": ">=", "…": "..."})
 
 # A stream plan: how to turn (raw event, decoded event) into client bytes, and how to end.
 Encode = Callable[[bytes, Any], bytes]
@@ -54,10 +61,22 @@ Finish = Callable[[Usage], bytes]
 
 
 def response_headers(call: Call) -> dict[str, str]:
-    """Trace id under both SDKs' header names, and the rate limits that apply."""
-    headers = {"x-request-id": call.trace_id, "request-id": call.trace_id}
+    """Trace id under both SDKs' header names, the rate limits that apply, and how the
+    request was served (cache, deployment, why, degraded)."""
+    headers = {
+        "x-request-id": call.trace_id,
+        "request-id": call.trace_id,
+        "x-aigw-cache": call.cache,
+    }
     if call.admission is not None:
         headers.update(call.admission.headers())
+    if call.deployment:
+        headers["x-aigw-deployment"] = call.deployment
+    if call.route_reason:
+        reason = call.route_reason.translate(_ASCII)
+        headers["x-aigw-route-reason"] = reason.encode("ascii", "replace").decode()
+    if call.degraded:
+        headers["x-aigw-degraded"] = "true"
     return headers
 
 
@@ -175,11 +194,17 @@ def _estimate(call: Call, body: dict[str, Any], text: Callable[[], str]) -> None
     )
 
 
-async def forward(
-    gw: Gateway, request: web.Request, call: Call, adapter: Adapter, body: dict[str, Any]
+async def attempt(
+    gw: Gateway,
+    request: web.Request,
+    call: Call,
+    adapter: Adapter,
+    body: dict[str, Any],
+    keep: Callable[[Any], None] | None = None,
 ) -> web.StreamResponse:
-    """Send the request upstream and answer the client, whole or streamed."""
-    gw.admit(call, body)  # settled by Gateway.finish, whatever happens next
+    """Send the request to one deployment and answer the client, whole or streamed. A
+    GatewayError raised here means nothing reached the client yet (the caller may fail over).
+    `keep` receives a complete answer in the client's protocol (for the cache)."""
     endpoint, up_body = _upstream_request(gw, call, adapter, body)
     url = adapter.url(endpoint, call.upstream_model)
     trace = {"traceparent": call.traceparent}
@@ -203,6 +228,8 @@ async def forward(
         ) from None
     _estimate(call, body, lambda: _output_text(up, obj))
     payload = raw if converted is None else orjson.dumps(converted)
+    if keep is not None:
+        keep(obj if converted is None else converted)
     return web.Response(body=payload, headers={**JSON_HEADERS, **response_headers(call)})
 
 
@@ -350,13 +377,6 @@ class _EventStream(web.StreamResponse):
 
 
 async def _start(request: web.Request, call: Call) -> web.StreamResponse:
-    out = _EventStream(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-            **response_headers(call),
-        }
-    )
+    out = _EventStream(headers={**SSE_HEADERS, **response_headers(call)})
     await out.prepare(request)
     return out

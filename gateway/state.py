@@ -14,9 +14,9 @@ from appliance.config import Config
 from appliance.vault import Vault, VaultError
 from appliance.writer import GroupCommitWriter
 from gateway.auth import FailureThrottle, KeyIndex
+from gateway.cache import ResponseCache
 from gateway.calls import Call
 from gateway.catalog import (
-    ModelDef,
     ProviderDef,
     Snapshot,
     catalog_version,
@@ -37,6 +37,7 @@ from gateway.pricing import (
 )
 from gateway.providers.base import Adapter, Timeouts
 from gateway.providers.registry import make_adapter
+from gateway.routing import Health, Route, Router, load_routes, with_models
 from gateway.tokens import estimate_prompt, prompt_bound
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ REFRESH_SECONDS = 1.0
 _USAGE_SQL = (
     "INSERT INTO usage (trace_id, ts, api, endpoint, model, provider, upstream_model, stream, "
     "status, error, input_tokens, output_tokens, cached_tokens, estimated, latency_ms, ttft_ms, "
-    "key_id, project, department, user, tags, cost_micros, priced, cache_hit, deployment) "
+    "key_id, project, department, user, tags, cost_micros, priced, cache_hit, deployment, "
+    "route_reason, attempts, saved_micros) "
     # The timestamp is formatted by SQLite from epoch seconds: cheaper than datetime per request.
     "VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', ?, 'unixepoch'), "
-    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -83,6 +85,12 @@ class Gateway:
         self.auth_failures = FailureThrottle()
         self.prices = PriceBook({}, {})
         self.governance: Governance | None = None  # budgets, rate limits, alerts (at start)
+        # Deployment health outlives reloads: a changed route keeps what was learnt.
+        self.health = Health()
+        self.routes: dict[str, Route] = {}
+        self.router = Router({}, self.health)
+        c = cfg.cache
+        self.cache = ResponseCache(c.max_bytes, c.ttl_seconds) if c.enabled else None
         self.unpriced: dict[str, str] = {}  # project → its policy for models without a price
         self.adapters: dict[str, Adapter] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -116,6 +124,7 @@ class Gateway:
         snap = load_snapshot(self.db)
         keys = KeyIndex.load(self.db)
         prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
+        routes = with_models(load_routes(self.db), snap.models)
         unpriced = {r[0]: r[1] for r in self.db.execute("SELECT name, unpriced FROM projects")}
         adapters: dict[str, Adapter] = {}
         for name, provider in snap.providers.items():
@@ -133,6 +142,7 @@ class Gateway:
             adapter.set_credential(*self._credential(snap.providers[name]))
         self.snapshot, self.adapters, self.keys = snap, adapters, keys
         self.prices, self.unpriced = prices, unpriced
+        self.routes, self.router = routes, Router(routes, self.health, prices)
         if self.governance is not None:
             self.governance.reload()
         log.info(
@@ -171,16 +181,17 @@ class Gateway:
             except sqlite3.Error as exc:
                 log.warning("catalog refresh failed: %s", exc)
 
-    def resolve(self, alias: str) -> tuple[ModelDef, Adapter]:
-        """The model definition and adapter for an alias, or a 404 that says where to look."""
-        model = self.snapshot.models.get(alias)
-        if model is None:
+    def resolve(self, alias: str) -> Route:
+        """The route of an alias (a plain model is a one-deployment route), or a 404 that
+        says where to look."""
+        route = self.routes.get(alias)
+        if route is None:
             raise ModelNotFound(
                 f"the model {alias!r} does not exist on this gateway; "
                 "GET /v1/models lists the models you can call",
                 param="model",
             )
-        return model, self.adapters[model.provider]
+        return route
 
     def admit(self, call: Call, body: dict[str, Any]) -> None:
         """Price the request and pass it through governance (suspension, rate limits, budget
@@ -190,16 +201,20 @@ class Gateway:
         if key is None or gov is None:
             return
         price = self.prices.lookup(call.provider, call.upstream_model)
-        call.price = price
+        call.price, call.priced = price, True
         if price is None:
             self._unpriced(call, key.project, gov.hard_budget_applies(key))
         if not gov.needs_estimate(key):
-            call.admission = gov.admit(key, 0, 0)
+            if call.admission is None:
+                call.admission = gov.admit(key, 0, 0)
             return
         # The worst case from an upper bound of the prompt (no tokenizer on the hot path);
         # only when that does not fit a budget is the prompt counted, to admit what fits.
         output = 0 if call.endpoint == "embeddings" else self._output_ceiling(body)
         bound = prompt_bound(body)
+        if call.admission is not None:  # a failover: the reservation follows the deployment
+            gov.move(call.admission, _worst(price, bound, output))
+            return
         try:
             call.admission = gov.admit(key, _worst(price, bound, output), bound // 4 + output)
         except BudgetExceeded:
@@ -207,6 +222,11 @@ class Gateway:
             if counted >= bound:
                 raise
             call.admission = gov.admit(key, _worst(price, counted, output), counted + output)
+
+    def admit_cached(self, call: Call) -> None:
+        """A cache hit still counts against the caller's rate limits; it reserves nothing."""
+        if call.key is not None and self.governance is not None:
+            call.admission = self.governance.admit(call.key, 0, 0)
 
     def _output_ceiling(self, body: dict[str, Any]) -> int:
         """The most output tokens a request can produce: its own limit, else the ceiling."""
@@ -295,6 +315,9 @@ class Gateway:
                 call.cost_micros,
                 int(call.priced),
                 int(call.cache_hit),
-                call.provider or None,  # the deployment: one per provider until routing lands
+                call.deployment or None,
+                call.route_reason,
+                call.attempts,
+                call.saved_micros,
             ),
         )

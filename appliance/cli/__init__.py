@@ -20,6 +20,7 @@ from appliance.cli.keys import register_admin, register_keys
 from appliance.cli.org import register_org
 from appliance.cli.prices import register_prices
 from appliance.cli.reports import register_reports
+from appliance.cli.routing import register_routing
 from appliance.cli.spend import register_spend
 from appliance.cli.vault import register_vault
 from appliance.config import load_config
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_org(sub, common)
     register_keys(sub, common)
     register_catalog(sub, common)
+    register_routing(sub, common)
     register_prices(sub, common)
     register_admin(sub, common)
     register_reports(sub, common)

@@ -166,6 +166,17 @@ def limit(raw: str) -> Any:
     return value
 
 
+_YES, _NO = ("yes", "on", "true", "1"), ("no", "off", "false", "0")
+
+
+def on_off(raw: str) -> bool:
+    """`on`/`off` (or yes/no, true/false, 1/0) as a boolean."""
+    value = raw.strip().lower()
+    if value not in _YES and value not in _NO:
+        raise argparse.ArgumentTypeError(f"{raw!r}: use on or off (yes or no)")
+    return value in _YES
+
+
 def optional_text(raw: str) -> Any:
     """A string, or `none` to clear it."""
     return CLEAR if raw.strip().lower() == "none" else raw

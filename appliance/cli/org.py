@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.cli._common import SubParsers, limit, optional_text
+from appliance.cli._common import SubParsers, limit, on_off, optional_text
 from appliance.cli._crud import Collection, Opt, register
 
 _DESCRIPTION = Opt("--description", "description", {"help": "free text"})
@@ -40,6 +40,15 @@ PROJECTS = Collection(
                 "choices": ["auto", "refuse", "allow"],
                 "help": "a model without a price: refuse, allow at zero (with an alert), or "
                 "auto (refuse where a hard budget applies)",
+            },
+        ),
+        Opt(
+            "--context-trim",
+            "context_trim",
+            {
+                "type": on_off,
+                "metavar": "on|off",
+                "help": "trim the oldest turns of a prompt too long for every deployment",
             },
         ),
         *_RATE_LIMITS,

@@ -36,19 +36,42 @@ _KINDS: dict[str, tuple[Any, str]] = {
         ),
         "an array of integers",
     ),
+    "number": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        "a number",
+    ),
+    "boolean": (lambda v: isinstance(v, bool), "true or false"),
+    # Nested objects are checked in depth by the store; `Field.schema` documents them.
+    "objects": (
+        lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+        "an array of objects",
+    ),
 }
 
 
-Kind = Literal["string", "string?", "integer", "integer?", "strings", "integers"]
+Kind = Literal[
+    "string",
+    "string?",
+    "integer",
+    "integer?",
+    "strings",
+    "integers",
+    "number",
+    "boolean",
+    "objects",
+]
 
 
 class Field:
-    """One body field: its JSON kind (`?`: null allowed) and whether it must be present."""
+    """One body field: its JSON kind (`?`: null allowed), whether it must be present, and
+    (for nested objects) the OpenAPI schema that documents it."""
 
-    __slots__ = ("kind", "required")
+    __slots__ = ("kind", "required", "schema")
 
-    def __init__(self, kind: Kind, required: bool = False) -> None:
-        self.kind, self.required = kind, required
+    def __init__(
+        self, kind: Kind, required: bool = False, schema: Mapping[str, Any] | None = None
+    ) -> None:
+        self.kind, self.required, self.schema = kind, required, schema
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:

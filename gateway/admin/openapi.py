@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.admin import alerts as admin_alerts
 from gateway.admin import budgets as admin_budgets
+from gateway.admin import routing as admin_routing
 from gateway.admin.body import Field
 from gateway.admin.routes import Route
 from gateway.tenancy.tokens import ROLES
@@ -180,6 +181,10 @@ OBJECTS: dict[str, dict[str, Any]] = {
         name=STR,
         department=STR,
         description=STR,
+        context_trim={
+            "type": "boolean",
+            "description": "trim the oldest turns of a prompt too long for every deployment",
+        },
         unpriced={
             "type": "string",
             "enum": ["auto", "refuse", "allow"],
@@ -276,6 +281,9 @@ _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
     "integer?": NINT,
     "strings": STRS,
     "integers": {"type": "array", "items": INT},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "objects": {"type": "array", "items": {"type": "object"}},
 }
 
 QUERY: dict[str, dict[str, Any]] = {
@@ -307,8 +315,8 @@ QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
     "before_id": {"type": "integer", "minimum": 1, "description": "next_before_id of a page"},
 }
-# Budgets, alerts, webhooks and suspensions describe their own components.
-for _module in (admin_budgets, admin_alerts):
+# Budgets, alerts, webhooks, suspensions and routes describe their own components.
+for _module in (admin_budgets, admin_alerts, admin_routing):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)
     QUERY.update(_module.QUERY)
@@ -332,7 +340,7 @@ def _body_schema(fields: Mapping[str, Field]) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": [n for n, f in fields.items() if f.required],
-        "properties": {n: dict(_KIND_SCHEMAS[f.kind]) for n, f in fields.items()},
+        "properties": {n: dict(f.schema or _KIND_SCHEMAS[f.kind]) for n, f in fields.items()},
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from gateway.admin.body import Field, read_object, take
@@ -21,6 +23,7 @@ PROJECT_UPDATE = {
     "department": Field("string"),
     "description": Field("string"),
     "unpriced": Field("string"),  # auto | refuse | allow: what to do with unpriced models
+    "context_trim": Field("boolean"),  # trim a prompt too long for every deployment
     **_RATE_LIMITS,
 }
 USER_CREATE = {
@@ -60,27 +63,35 @@ async def delete_department(request: web.Request) -> web.Response:
     return no_content()
 
 
+def _project(row: dict[str, Any]) -> dict[str, Any]:
+    """A project row as the API shows it: `context_trim` as true or false."""
+    if "context_trim" in row:
+        row["context_trim"] = bool(row["context_trim"])
+    return row
+
+
 async def list_projects(request: web.Request) -> web.Response:
     """GET /projects[?department=]."""
-    return listing(store.list_projects(db(request), request.query.get("department")))
+    rows = store.list_projects(db(request), request.query.get("department"))
+    return listing([_project(r) for r in rows])
 
 
 async def create_project(request: web.Request) -> web.Response:
     """POST /projects."""
     fields = take(await read_object(request), PROJECT_CREATE)
-    return ok(store.create_project(db(request), actor(request), **fields), 201)
+    return ok(_project(store.create_project(db(request), actor(request), **fields)), 201)
 
 
 async def get_project(request: web.Request) -> web.Response:
     """GET /projects/{name}."""
-    return ok(store.get_project(db(request), request.match_info["name"]))
+    return ok(_project(store.get_project(db(request), request.match_info["name"])))
 
 
 async def update_project(request: web.Request) -> web.Response:
     """PATCH /projects/{name}."""
     changes = take(await read_object(request), PROJECT_UPDATE)
     name = request.match_info["name"]
-    return ok(store.update_project(db(request), actor(request), name, changes))
+    return ok(_project(store.update_project(db(request), actor(request), name, changes)))
 
 
 async def delete_project(request: web.Request) -> web.Response:

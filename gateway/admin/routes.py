@@ -11,7 +11,18 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway.admin import alerts, budgets, catalog, keys, org, prices, reports, spend, vault
+from gateway.admin import (
+    alerts,
+    budgets,
+    catalog,
+    keys,
+    org,
+    prices,
+    reports,
+    routing,
+    spend,
+    vault,
+)
 from gateway.admin.body import Field
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -204,6 +215,20 @@ ROUTES: list[Route] = [
     *_crud(
         "models", "alias", "Model", catalog, "model", READ, create=catalog.MODEL_CREATE, update=None
     ),
+    Route("GET", "/routes", routing.list_routes, READ, "List routes", "RouteList"),
+    Route("GET", "/routes/{alias}", routing.get_route, READ, "Get a route", "Route"),
+    Route(
+        "PUT",
+        "/routes/{alias}",
+        routing.put_route,
+        ADMIN,
+        "Create or replace a route: its strategy, deployments, tiers and fallback",
+        "Route",
+        200,
+        "RoutePut",
+        routing.ROUTE_PUT,
+    ),
+    Route("DELETE", "/routes/{alias}", routing.delete_route, ADMIN, "Delete a route", None, 204),
     Route(
         "GET",
         "/prices",

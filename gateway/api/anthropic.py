@@ -6,8 +6,8 @@ from aiohttp import web
 
 from gateway.api.common import begin, route
 from gateway.body import check_messages, check_positive, optional, require
-from gateway.dispatch import forward
 from gateway.errors import InvalidRequest
+from gateway.routed import forward
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -21,5 +21,5 @@ async def messages(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("'system' must be a string or an array of text blocks", param="system")
     optional(body, "tools", list)
     optional(body, "stop_sequences", list)
-    adapter = route(gw, call, body)
-    return await forward(gw, request, call, adapter, body)
+    target = route(gw, call, body)
+    return await forward(gw, request, call, target, body)

@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.auth import check_model
 from gateway.body import optional, read_json, require
 from gateway.calls import Call
-from gateway.providers.base import Adapter
+from gateway.routing import Route
 from gateway.state import Gateway
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
@@ -25,13 +25,11 @@ async def begin(request: web.Request, endpoint: str) -> tuple[Gateway, Call, dic
     return gw, call, body
 
 
-def route(gw: Gateway, call: Call, body: dict[str, Any]) -> Adapter:
-    """Resolve the model alias and fill in the call's routing fields."""
+def route(gw: Gateway, call: Call, body: dict[str, Any]) -> Route:
+    """Resolve the model alias to its route and check the key may use it."""
     alias = require(body, "model", str)
     call.model = alias
     call.stream = bool(optional(body, "stream", bool))
     if call.key is not None:
         check_model(call.key, alias)
-    model, adapter = gw.resolve(alias)
-    call.provider, call.upstream_model = adapter.name, model.upstream_model
-    return adapter
+    return gw.resolve(alias)

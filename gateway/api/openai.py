@@ -6,8 +6,9 @@ from aiohttp import web
 
 from gateway.api.common import CALL, GATEWAY, begin, route
 from gateway.body import check_messages, check_positive, optional
-from gateway.dispatch import forward, response_headers
+from gateway.dispatch import response_headers
 from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.routed import forward
 from gateway.state import Gateway
 
 
@@ -19,8 +20,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         check_positive(body, name)
     optional(body, "tools", list)
     optional(body, "stream_options", dict)
-    adapter = route(gw, call, body)
-    return await forward(gw, request, call, adapter, body)
+    target = route(gw, call, body)
+    return await forward(gw, request, call, target, body)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -32,8 +33,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
             "'prompt' is required: a string or an array of strings", param="prompt"
         )
     check_positive(body, "max_tokens")
-    adapter = route(gw, call, body)
-    return await forward(gw, request, call, adapter, body)
+    target = route(gw, call, body)
+    return await forward(gw, request, call, target, body)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
@@ -50,15 +51,15 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest(
             "'encoding_format' must be 'float' or 'base64'", param="encoding_format"
         )
-    adapter = route(gw, call, body)
+    target = route(gw, call, body)
     if call.stream:
         raise InvalidRequest("embeddings cannot be streamed", param="stream")
-    return await forward(gw, request, call, adapter, body)
+    return await forward(gw, request, call, target, body)
 
 
 def _model_entry(gw: Gateway, alias: str, anthropic: bool) -> dict[str, object]:
     """One model in the list format the calling SDK expects."""
-    model = gw.snapshot.models[alias]
+    owner = gw.routes[alias].deployments[0].provider
     if anthropic:
         return {
             "type": "model",
@@ -66,7 +67,7 @@ def _model_entry(gw: Gateway, alias: str, anthropic: bool) -> dict[str, object]:
             "display_name": alias,
             "created_at": "1970-01-01T00:00:00Z",
         }
-    return {"id": alias, "object": "model", "created": 0, "owned_by": model.provider}
+    return {"id": alias, "object": "model", "created": 0, "owned_by": owner}
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -75,7 +76,7 @@ async def list_models(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     anthropic = "anthropic-version" in request.headers
     key = request[CALL].key
-    aliases = sorted(a for a in gw.snapshot.models if key is None or key.allows_model(a))
+    aliases = sorted(a for a in gw.routes if key is None or key.allows_model(a))
     data = [_model_entry(gw, a, anthropic) for a in aliases]
     if anthropic:
         payload: dict[str, object] = {
@@ -94,7 +95,7 @@ async def get_model(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     alias = request.match_info["model"]
     key = request[CALL].key
-    if alias not in gw.snapshot.models or (key is not None and not key.allows_model(alias)):
+    if alias not in gw.routes or (key is not None and not key.allows_model(alias)):
         raise ModelNotFound(
             f"the model {alias!r} does not exist on this gateway; GET /v1/models lists them",
             param="model",

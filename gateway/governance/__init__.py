@@ -191,6 +191,14 @@ class Governance:
             raise
         return Admission(key, rate, reservation)
 
+    def move(self, admission: Admission, worst_case_micros: int) -> None:
+        """Failover to another deployment: the budget reservation follows it (released, then
+        reserved at the new deployment's worst case; BudgetExceeded leaves nothing reserved).
+        The rate-limit charge stays: it is still one request."""
+        assert self.budgets is not None, "Governance.load() or reload() first"
+        self.budgets.release(admission.reservation)
+        admission.reservation = self.budgets.reserve(admission.key, worst_case_micros, self.clock())
+
     def complete(self, admission: Admission, actual_micros: int, actual_tokens: int) -> None:
         """Settle the reservation to the real cost and the token charge to the real count."""
         if admission.done:

@@ -208,13 +208,20 @@ def update_project(
     db: sqlite_utils.Database, actor: str, name: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Change a project's description, move it to another department, set its rate limits
-    (rpm, tpm) or what it does with unpriced models (`unpriced`: auto, refuse or allow; see
-    gateway.pricing.policy)."""
-    _checks.only(changes, {"description", "department", "unpriced", *RATE_LIMITS})
+    (rpm, tpm), what it does with unpriced models (`unpriced`: auto, refuse or allow; see
+    gateway.pricing.policy) or whether a prompt too long for a deployment is trimmed
+    (`context_trim`: true or false; see gateway.routing.trim)."""
+    _checks.only(changes, {"description", "department", "unpriced", "context_trim", *RATE_LIMITS})
     new: dict[str, Any] = {
-        k: _checks.text(k, v) for k, v in changes.items() if k not in RATE_LIMITS
+        k: _checks.text(k, v)
+        for k, v in changes.items()
+        if k not in RATE_LIMITS and k != "context_trim"
     }
     new.update(_rate_limits(changes))
+    if "context_trim" in changes:
+        if not isinstance(changes["context_trim"], bool):
+            raise InvalidRequest("'context_trim' must be true or false", param="context_trim")
+        new["context_trim"] = int(changes["context_trim"])
     if "unpriced" in new and new["unpriced"] not in UNPRICED_POLICIES:
         raise InvalidRequest(
             f"'unpriced' must be one of {', '.join(UNPRICED_POLICIES)}", param="unpriced"

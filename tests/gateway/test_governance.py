@@ -37,8 +37,8 @@ def client(stack: Stack, secret: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=stack.url + "/v1", api_key=secret, max_retries=0)
 
 
-def price(stack: Stack, *, input_micros: int, output_micros: int) -> None:
-    """Price the OpenAI fake's gpt-4o-mini (micro-units per million tokens)."""
+def price(stack: Stack, *, input_micros: int, output_micros: int, request_micros: int = 0) -> None:
+    """Price the OpenAI fake's gpt-4o-mini (micro-units per million tokens, and per request)."""
     pricing.set_price(
         stack.db,
         "test",
@@ -46,6 +46,7 @@ def price(stack: Stack, *, input_micros: int, output_micros: int) -> None:
         model="gpt-4o-mini",
         input_micros=input_micros,
         output_micros=output_micros,
+        request_micros=request_micros,
         currency="USD",
         box_currency="USD",
     )
@@ -88,9 +89,20 @@ def test_the_ledger_records_each_request_at_its_price(stack: Stack) -> None:
         stack.reload()
 
 
-def test_a_hard_budget_admits_exactly_what_it_can_pay_for(stack: Stack, priced: None) -> None:
-    """64 concurrent requests, each reserving 50 micro-units (its max_tokens at 1 each),
-    against a hard limit of 500: exactly 10 go through, whatever the interleaving."""
+@pytest.fixture
+def fee_priced(stack: Stack) -> Any:
+    """gpt-4o-mini at a flat 50 micro-units a request: worst case and actual cost are equal,
+    so what a budget admits does not depend on when requests settle."""
+    price(stack, input_micros=0, output_micros=0, request_micros=50)
+    stack.reload()
+    yield
+    pricing.remove_price(stack.db, "test", provider="fake-openai", model="gpt-4o-mini")
+    stack.reload()
+
+
+def test_a_hard_budget_admits_exactly_what_it_can_pay_for(stack: Stack, fee_priced: None) -> None:
+    """64 concurrent requests of 50 micro-units each against a hard limit of 500: exactly 10
+    go through, whatever the interleaving."""
     name = project(stack)
     _, secret = stack.new_key("budgeted", project=name)
     governance.create_budget(
@@ -123,7 +135,7 @@ def test_a_hard_budget_admits_exactly_what_it_can_pay_for(stack: Stack, priced: 
     assert outcomes.count("budget_exceeded") == 54
     status = stack.gateway.governance.budgets.status()  # type: ignore[union-attr]
     [mine] = [b for b in status if b["target"] == name]
-    assert mine["reserved_micros"] == 0 and 0 < mine["spent_micros"] <= 500
+    assert (mine["reserved_micros"], mine["spent_micros"]) == (0, 500)
 
 
 def test_the_refusal_names_the_budget_and_its_reset(stack: Stack, priced: None) -> None:

@@ -46,6 +46,9 @@ def ledger_row(ts: float, **fields: Any) -> tuple[Any, ...]:
         "priced": 1,
         "cache_hit": 0,
         "deployment": "openai",
+        "route_reason": None,
+        "attempts": 1,
+        "saved_micros": 0,
     }
     unknown = set(fields) - set(defaults)
     assert not unknown, unknown

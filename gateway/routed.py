@@ -1,0 +1,180 @@
+"""A request to a route: the cache first, then the route's deployments in the order the router
+gives, failing over before the first byte reaches the client.
+
+A plain model alias is a one-deployment route and takes the short way: no plan, no health
+bookkeeping (with nowhere to fail over to, a breaker would only turn the provider's own error
+into ours). A route of several deployments, or with a fallback alias, is planned per request
+(`gateway.routing`); each attempt's outcome teaches the deployment's health, and the budget
+reservation follows the deployment being tried. Once a stream has begun, a failure ends it with
+an error event (`gateway.dispatch`), never a retry.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.cache import cache_key, eligibility, project_scope, replay
+from gateway.calls import Call
+from gateway.dispatch import JSON_HEADERS, SSE_HEADERS, attempt, client_wants_usage
+from gateway.dispatch import response_headers as base_headers
+from gateway.envelopes import ANTHROPIC
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
+from gateway.pricing import ModelNotPriced
+from gateway.routing import FailureKind, Plan, Route, request_features
+from gateway.state import Gateway
+
+
+async def forward(
+    gw: Gateway, request: web.Request, call: Call, route: Route, body: dict[str, Any]
+) -> web.StreamResponse:
+    """Answer from the cache, or from the route's deployments."""
+    keep = None
+    cache = gw.cache
+    if cache is not None:
+        decision = eligibility(body, request.headers, call.endpoint)
+        if decision.lookup or decision.store:
+            scope = project_scope(call.key.department, call.key.project) if call.key else "-"
+            key = cache_key(scope, call.api, call.model, body, call.endpoint)
+            if key is not None:
+                entry = cache.get(key) if decision.lookup else None
+                if entry is not None:
+                    return _hit(gw, call, route, body, entry)
+                if decision.store:
+                    keep = _keeper(gw, call, key)
+    if _simple(route):
+        dep = route.deployments[0]
+        _aim(call, dep.provider, dep.upstream_model, None)
+        call.attempts = 1
+        gw.admit(call, body)
+        return await attempt(gw, request, call, gw.adapters[dep.provider], body, keep)
+    return await _failover(gw, request, call, route, body, keep)
+
+
+def _simple(route: Route) -> bool:
+    return len(route.deployments) == 1 and not route.fallback_alias and not route.tiers
+
+
+def _aim(call: Call, provider: str, upstream_model: str, reason: str | None) -> None:
+    call.provider, call.upstream_model = provider, upstream_model
+    call.deployment = f"{provider}/{upstream_model}"
+    call.route_reason = reason
+
+
+async def _failover(
+    gw: Gateway,
+    request: web.Request,
+    call: Call,
+    route: Route,
+    body: dict[str, Any],
+    keep: Any,
+) -> web.StreamResponse:
+    features = request_features(body, request.headers, route)
+    plan = gw.router.plan(route.alias, features, time.monotonic())
+    if not plan.candidates:
+        raise _nothing(plan)
+    call.degraded = plan.degraded
+    health = gw.health
+    deadline = time.monotonic() + plan.max_seconds
+    failures: list[GatewayError] = []
+    for cand in plan.candidates:
+        dep = cand.deployment
+        adapter = gw.adapters.get(dep.provider)
+        now = time.monotonic()
+        if adapter is None or (failures and now >= deadline) or not health.start(dep.id, now):
+            continue
+        _aim(call, dep.provider, dep.upstream_model, cand.reason)
+        if failures:
+            call.route_reason = f"{cand.reason} (after: {'; '.join(e.code for e in failures)})"
+        call.attempts += 1
+        try:
+            gw.admit(call, body)
+        except ModelNotPriced as err:  # this deployment's policy; another may be priced
+            failures.append(err)
+            continue
+        started = time.monotonic()
+        try:
+            resp = await attempt(gw, request, call, adapter, body, keep)
+        except GatewayError as err:
+            kind = _failure_kind(err)
+            if kind is None:
+                raise  # the request itself is at fault: another deployment would say the same
+            health.record_failure(dep.id, kind, err.retry_after, time.monotonic())
+            failures.append(err)
+            continue
+        now = time.monotonic()
+        ttft = call.first_byte - call.started if call.stream and call.first_byte else None
+        health.record_success(dep.id, ttft, now - started, now)
+        return resp
+    if failures:
+        raise failures[-1]
+    raise _nothing(plan)
+
+
+def _failure_kind(err: GatewayError) -> FailureKind | None:
+    """How a failed attempt counts against its deployment; None: do not fail over."""
+    if isinstance(err, UpstreamRateLimited):
+        return "rate_limited"
+    if isinstance(err, UpstreamTimeout):
+        return "timeout"
+    if isinstance(err, UpstreamError):
+        return "error"
+    if isinstance(err, ServiceUnavailable) and err.code == "provider_credentials_missing":
+        return "error"
+    return None
+
+
+def _nothing(plan: Plan) -> GatewayError:
+    """No deployment to try: all down (503, retry when one is back) or none fits (400)."""
+    if plan.retry_after is not None:
+        return ServiceUnavailable(
+            f"every deployment of {plan.requested!r} is unavailable right now: {plan.reason}",
+            code="no_deployment_available",
+            retry_after=max(1, round(plan.retry_after)),
+        )
+    return InvalidRequest(
+        f"no deployment of {plan.requested!r} can serve this request: {plan.reason}",
+        code="no_deployment_fits",
+        param="model",
+    )
+
+
+def _keeper(gw: Gateway, call: Call, key: bytes) -> Any:
+    """What keeps a complete answer (in the client's protocol) for the next identical ask."""
+
+    def keep(client_body: dict[str, Any]) -> None:
+        cache = gw.cache
+        if cache is None or call.status != 200:
+            return
+        u = call.usage
+        cost = (
+            call.price.cost(u.input_tokens, u.output_tokens, u.cached_tokens) if call.price else 0
+        )
+        cache.put(key, cache.entry(client_body, u, cost))
+
+    return keep
+
+
+def _hit(gw: Gateway, call: Call, route: Route, body: dict[str, Any], entry: Any) -> web.Response:
+    """A cached answer, whole or as a stream; it costs nothing and saves what it once cost."""
+    gw.admit_cached(call)
+    dep = route.deployments[0]
+    _aim(call, dep.provider, dep.upstream_model, "cache hit")
+    call.deployment = "cache"
+    call.cache, call.cache_hit = "hit", True
+    call.usage = entry.usage
+    call.saved_micros = entry.saved_micros(gw.prices.lookup(dep.provider, dep.upstream_model))
+    include_usage = call.api != ANTHROPIC and client_wants_usage(body)
+    payload = replay(entry, call.stream, include_usage)
+    call.mark_first_byte()
+    kind = SSE_HEADERS if call.stream else JSON_HEADERS
+    return web.Response(body=payload, headers={**kind, **base_headers(call)})
