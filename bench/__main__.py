@@ -33,6 +33,7 @@ from appliance.store import open_store
 from bench.loadgen import make_body, run_phase
 from gateway.governance import store as budgets
 from gateway.pricing import store as pricing
+from gateway.routing import store as routes
 from gateway.tenancy import keys
 from gateway.tenancy import store as tenancy
 
@@ -42,10 +43,11 @@ PY = sys.executable
 AIGW = str(Path(PY).parent / "aigw")
 FAKE_KEY = "sk-fake-openai"
 UPSTREAM_MODEL = "gpt-4o-mini"
-TARGETS = ("direct", "proxy", "aigw", "aigw-gov")
+TARGETS = ("direct", "proxy", "aigw", "aigw-gov", "aigw-route")
 MODES = ("nonstream", "stream")
 CPU_TARGET = 1.3
 GOV_TARGET = 1.1  # budgets and rate limits on cost at most 10% more CPU than off
+ROUTE_TARGET = 1.05  # a three-deployment route within 5% of a single-deployment alias
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -280,6 +282,18 @@ def issue_key(database: Path, governed: bool = False) -> str:
         db.conn.close()
 
 
+def add_route(database: Path, alias: str) -> None:
+    """A priority route of three deployments (all on the fake upstream; the first answers)."""
+    db = open_store(database)
+    try:
+        deployment = {"provider": "fake", "upstream_model": UPSTREAM_MODEL}
+        routes.put_route(
+            db, "bench", alias=alias, strategy="priority", deployments=[deployment] * 3
+        )
+    finally:
+        db.conn.close()
+
+
 def start_aigw(
     tmp: Path,
     upstream: str,
@@ -315,8 +329,12 @@ def start_aigw(
             tails = "\n".join(p.read_text(errors="replace")[-3000:] for p in (out, err))
             raise RuntimeError(f"`aigw {' '.join(args)}` exited {rc}\n{tails}")
     key = issue_key(tmp / "state" / "aigw.db", governed=name == "aigw-gov")
+    model = "bench-model"
+    if name == "aigw-route":
+        model = "bench-route"
+        add_route(tmp / "state" / "aigw.db", model)
     proc = spawn(name, [*wrap, AIGW, "up"], tmp, env)
-    t = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", "bench-model", key)
+    t = Target(name, f"http://127.0.0.1:{port}/v1/chat/completions", model, key)
     t.proc = proc
     healthz = f"http://127.0.0.1:{port}/healthz"
     wait_until(proc, lambda: listens(proc, port) and http_ok(healthz), ready_s)
@@ -385,6 +403,7 @@ def target_ratios(
     for num, den, target, what in (
         ("aigw", "proxy", CPU_TARGET, "aigw / proxy"),
         ("aigw-gov", "aigw", GOV_TARGET, "with budgets and rate limits on / off"),
+        ("aigw-route", "aigw", ROUTE_TARGET, "three-deployment route / single alias"),
     ):
         for mode in MODES:
             c = ratio(rows, num, den, mode, key)

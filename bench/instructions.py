@@ -45,7 +45,7 @@ from bench.__main__ import (
 )
 from bench.loadgen import make_body, run_phase
 
-TARGETS = ("proxy", "aigw", "aigw-gov")
+TARGETS = ("proxy", "aigw", "aigw-gov", "aigw-route")
 TOOLS = ("valgrind", "callgrind_control")
 READY_S = 240.0  # startup under callgrind takes 10-20 s on an idle box; be generous
 SETTLE_S = 1.0  # let work queued by the last responses (e.g. the commit of usage rows) run

@@ -107,9 +107,12 @@ def request_features(
         if key in body:
             _collect(body[key], texts, flags)
     text = "\n".join(texts)
-    tokens = prompt_bound(body)
-    if route is not None and route.exact_above is not None and tokens > route.exact_above:
-        tokens = estimate_prompt(body)
+    if route is None or route.needs_size:
+        tokens = prompt_bound(body)
+        if route is not None and route.exact_above is not None and tokens > route.exact_above:
+            tokens = estimate_prompt(body)
+    else:
+        tokens = 0  # nothing on this route reads the prompt's size
     keywords = route.keywords if route is not None else None
     hint = headers.get(HINT_HEADER)
     return RequestFeatures(
@@ -118,7 +121,7 @@ def request_features(
         tools=bool(body.get("tools") or body.get("functions")),
         vision=flags[0],
         json_mode=_json_mode(body),
-        code=_CODE.search(text) is not None,
+        code=(route is None or route.needs_code) and _CODE.search(text) is not None,
         keywords=keywords.hits(text) if keywords is not None else frozenset(),
         hint=hint.strip().lower() or None if hint else None,
         confidential=confidential,

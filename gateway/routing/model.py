@@ -113,6 +113,10 @@ class Route:
     # Derived once so a request's features are computed without walking the tiers.
     keywords: Keywords | None = field(init=False, default=None, compare=False)
     exact_above: int | None = field(init=False, default=None, compare=False)
+    # What the features must look at for this route: code detection (a regex over the whole
+    # prompt) only for tiers that ask for it, the prompt's size only where something reads it.
+    needs_code: bool = field(init=False, default=False, compare=False)
+    needs_size: bool = field(init=False, default=False, compare=False)
 
     def __post_init__(self) -> None:
         words = [w for t in self.tiers for w in t.when.keywords]
@@ -123,6 +127,8 @@ class Route:
         for t in self.tiers:
             limits += [n for n in (t.when.min_prompt_tokens, t.when.max_prompt_tokens) if n]
         object.__setattr__(self, "exact_above", min(limits) if limits else None)
+        object.__setattr__(self, "needs_code", any(t.when.code is not None for t in self.tiers))
+        object.__setattr__(self, "needs_size", bool(limits) or self.strategy == "cheapest")
 
 
 def single(alias: str, provider: str, upstream_model: str) -> Route:
