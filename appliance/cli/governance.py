@@ -31,10 +31,10 @@ SUSPENSION_COLUMNS = ["id", "level", "target", "created_at", "lifted_at", "lifte
 
 def _amount(raw: str) -> int:
     """`100`, `99.50` → micro-units (an argparse type)."""
-    from gateway.governance.money import parse_money
+    from gateway.money import parse_amount
 
     try:
-        return parse_money(raw)
+        return parse_amount(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -49,7 +49,7 @@ def _percentages(raw: str) -> list[int]:
 def _units(micros: int | None) -> str | None:
     if micros is None:
         return None
-    from gateway.governance.money import money
+    from gateway.money import money
 
     return money(micros, "").strip()
 

@@ -43,12 +43,12 @@ def amount(raw: str) -> int:
 
 def _human(row: dict[str, Any]) -> dict[str, Any]:
     """A price row with its amounts as decimals, for tables."""
-    from gateway.pricing import format_micros
+    from gateway.money import format_amount
 
     out = dict(row)
     for field, name in _AMOUNTS.items():
         value = row.get(field)
-        out[name] = None if value is None else format_micros(value)
+        out[name] = None if value is None else format_amount(value)
     return out
 
 

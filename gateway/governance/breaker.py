@@ -23,7 +23,7 @@ from typing import Any
 from appliance.config import BudgetsConfig
 from gateway.auth import KeyEntry
 from gateway.governance.budgets import AlertRaiser
-from gateway.governance.money import money
+from gateway.money import money
 
 Target = tuple[str, str]  # ("key", id) or ("project", name)
 

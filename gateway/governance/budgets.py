@@ -35,8 +35,8 @@ import sqlite_utils
 from gateway.auth import KeyEntry
 from gateway.governance import _ledger
 from gateway.governance.errors import BudgetExceeded
-from gateway.governance.money import money
 from gateway.governance.periods import FOREVER, local_iso, window
+from gateway.money import money
 
 LEVELS = ("department", "project", "user", "key")
 DEFAULT_THRESHOLDS = (50, 80, 100)

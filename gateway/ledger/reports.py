@@ -30,6 +30,7 @@ from gateway.errors import InvalidRequest
 from gateway.ledger.hours import ceil_hour, hour_key, ts_text
 from gateway.ledger.ids import id_range
 from gateway.ledger.queries import connection
+from gateway.money import format_fixed
 
 # Report dimension → column in the rollups.
 DIMENSIONS = {
@@ -49,13 +50,6 @@ MAX_RANGE = timedelta(days=3660)
 MAX_TOP = 10_000
 _PARTIAL_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def format_micros(micros: int) -> str:
-    """An amount of micro-units as a decimal string with 6 decimals (no floats)."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    return f"{sign}{whole}.{frac:06d}"
 
 
 def zone_of(tz: str | ZoneInfo) -> ZoneInfo:
@@ -243,7 +237,7 @@ def _rows(
         for name, value in zip(group_by, key[1:], strict=True):
             row[name] = value or None  # '' in the rollups: the request had none
         row.update(zip(sums, (int(v) for v in values), strict=True))
-        row["cost"] = format_micros(row["cost_micros"])
+        row["cost"] = format_fixed(row["cost_micros"])
         out.append(row)
     return out
 
@@ -326,9 +320,9 @@ def roi_report(
                 "business_line": line,
                 "outcomes": e["outcomes"],
                 "value_micros": e["value"],
-                "value": format_micros(e["value"]),
+                "value": format_fixed(e["value"]),
                 "cost_micros": cost,
-                "cost": format_micros(cost),
+                "cost": format_fixed(cost),
                 "ratio": round(e["value"] / cost, 4) if cost else None,
                 "unmatched_traces": sum(1 for t in e["traces"] if t not in trace_cost),
             }

@@ -6,7 +6,7 @@ The hot path uses `PriceBook.lookup`, `Price.cost`, `worst_case`, `unpriced_deci
 become micro-units with `to_micros`.
 """
 
-from gateway.pricing._values import format_micros, to_micros
+from gateway.pricing._values import to_micros
 from gateway.pricing.book import Price, PriceBook, worst_case
 from gateway.pricing.policy import UNPRICED_POLICIES, ModelNotPriced, unpriced_decision
 from gateway.pricing.store import seed_defaults
@@ -16,7 +16,6 @@ __all__ = [
     "ModelNotPriced",
     "Price",
     "PriceBook",
-    "format_micros",
     "seed_defaults",
     "to_micros",
     "unpriced_decision",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
-MICROS = 1_000_000
+from gateway.money import MICROS
+
 # A price above a million currency units per million tokens is a typo, not a price.
 MAX_MICROS = 10**12
 
@@ -31,12 +32,6 @@ def to_micros(amount: str | int | Decimal) -> int:
     if micros > MAX_MICROS:
         raise ValueError(f"{amount!r} is implausibly large for a price per million tokens")
     return int(micros)
-
-
-def format_micros(micros: int) -> str:
-    """2_500_000 → `2.50`: at least two decimals, more only where they are not zero."""
-    units, frac = divmod(micros, MICROS)
-    return f"{units}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
 
 
 def utc_text(when: datetime) -> str:

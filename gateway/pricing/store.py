@@ -24,10 +24,10 @@ from appliance.errors import NotFoundError
 from appliance.store import transaction, utcnow
 from gateway.catalog import bump_version
 from gateway.errors import InvalidRequest
+from gateway.money import format_amount
 from gateway.pricing._values import (
     MAX_MICROS,
     MICROS,
-    format_micros,
     parse_when,
     to_micros,
     utc_text,
@@ -280,7 +280,7 @@ def set_local_price(
             )
         per_million_micros = local_price_from_gpu_hour(hourly, tokens_per_second, gpus)
         source = source or (
-            f"amortized: {format_micros(hourly)} {box_currency} per GPU-hour x {gpus} GPU(s) "
+            f"amortized: {format_amount(hourly)} {box_currency} per GPU-hour x {gpus} GPU(s) "
             f"at {tokens_per_second:g} tokens/s"
         )
     return set_price(
