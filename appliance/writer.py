@@ -106,7 +106,13 @@ class GroupCommitWriter:
             self._timer.cancel()
             self._timer = None
         batch, self._pending = self._pending, []
-        if not batch or self._conn is None:
+        if not batch:
+            return
+        if self._conn is None:  # queued after close: say so rather than leave callers waiting
+            log.error("%d rows arrived after the writer closed and were not recorded", len(batch))
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_result(False)
             return
         by_sql: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for sql, params, _ in batch:

@@ -42,6 +42,7 @@ class Call:
     degraded: bool = False  # answered by the route's fallback alias
     cache: str = "miss"  # x-aigw-cache: hit | miss
     saved_micros: int = 0  # what a cache hit saved
+    stream_failed: bool = False  # the upstream failed after the stream had begun
     admission: Admission | None = None  # the governance charges and reservation to settle
 
     def mark_first_byte(self) -> None:

@@ -359,7 +359,14 @@ async def _relay(
         _estimate(call, body, decoder.output_text)
         call.status, call.error = err.status, err.code
         call.upstream_error = err.code if isinstance(err, UpstreamError) else None
+        call.stream_failed = True
         tail = stream_error_frame(call.api, err)
+    except BaseException:
+        # The client went away (cancelled) or the write failed: what the provider already
+        # sent is billed, so the record and the budget carry it.
+        call.usage = decoder.usage
+        _estimate(call, body, decoder.output_text)
+        raise
     finally:
         resp.release()
     await gw.finish(call)

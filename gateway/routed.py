@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.cache import cache_key, eligibility, project_scope, replay
+from gateway.cache import cache_key, eligibility, is_complete, project_scope, replay
 from gateway.calls import Call
 from gateway.dispatch import JSON_HEADERS, SSE_HEADERS, attempt, client_wants_usage
 from gateway.dispatch import response_headers as base_headers
@@ -32,6 +32,7 @@ from gateway.errors import (
 from gateway.pricing import ModelNotPriced
 from gateway.routing import FailureKind, Plan, Route, request_features
 from gateway.state import Gateway
+from gateway.usage import Usage
 
 
 async def forward(
@@ -66,6 +67,7 @@ def _simple(route: Route) -> bool:
 
 def _aim(call: Call, provider: str, upstream_model: str, reason: str | None) -> None:
     call.provider, call.upstream_model = provider, upstream_model
+    call.usage = Usage()  # nothing of a failed attempt carries over
     call.deployment = f"{provider}/{upstream_model}"
     call.route_reason = reason
 
@@ -89,31 +91,39 @@ async def _failover(
     for cand in plan.candidates:
         dep = cand.deployment
         adapter = gw.adapters.get(dep.provider)
-        now = time.monotonic()
-        if adapter is None or (failures and now >= deadline) or not health.start(dep.id, now):
+        if adapter is None or (failures and time.monotonic() >= deadline):
+            continue
+        if not health.available(dep.id, time.monotonic()):
             continue
         _aim(call, dep.provider, dep.upstream_model, cand.reason)
         if failures:
             call.route_reason = f"{cand.reason} (after: {'; '.join(e.code for e in failures)})"
-        call.attempts += 1
         try:
-            gw.admit(call, body)
+            gw.admit(call, body)  # before the probe slot is claimed: a refusal here sends nothing
         except ModelNotPriced as err:  # this deployment's policy; another may be priced
             failures.append(err)
             continue
         started = time.monotonic()
+        if not health.start(dep.id, started):
+            continue
+        call.attempts += 1
         try:
             resp = await attempt(gw, request, call, adapter, body, keep)
         except GatewayError as err:
+            now = time.monotonic()
             kind = _failure_kind(err)
-            if kind is None:
-                raise  # the request itself is at fault: another deployment would say the same
-            health.record_failure(dep.id, kind, err.retry_after, time.monotonic())
+            if kind is None:  # the request itself is at fault; the deployment answered
+                health.record_success(dep.id, None, now - started, now)
+                raise
+            health.record_failure(dep.id, kind, err.retry_after, now)
             failures.append(err)
             continue
         now = time.monotonic()
-        ttft = call.first_byte - call.started if call.stream and call.first_byte else None
-        health.record_success(dep.id, ttft, now - started, now)
+        if call.stream_failed:
+            health.record_failure(dep.id, "error", None, now)
+        else:
+            ttft = call.first_byte - started if call.stream and call.first_byte else None
+            health.record_success(dep.id, ttft, now - started, now)
         return resp
     if failures:
         raise failures[-1]
@@ -153,7 +163,7 @@ def _keeper(gw: Gateway, call: Call, key: bytes) -> Any:
 
     def keep(client_body: dict[str, Any]) -> None:
         cache = gw.cache
-        if cache is None or call.status != 200:
+        if cache is None or call.status != 200 or not is_complete(client_body):
             return
         u = call.usage
         cost = (
@@ -172,7 +182,7 @@ def _hit(gw: Gateway, call: Call, route: Route, body: dict[str, Any], entry: Any
     call.deployment = "cache"
     call.cache, call.cache_hit = "hit", True
     call.usage = entry.usage
-    call.saved_micros = entry.saved_micros(gw.prices.lookup(dep.provider, dep.upstream_model))
+    call.saved_micros = entry.saved_micros()  # what the answer cost when it was made
     include_usage = call.api != ANTHROPIC and client_wants_usage(body)
     payload = replay(entry, call.stream, include_usage)
     call.mark_first_byte()

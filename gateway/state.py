@@ -213,7 +213,13 @@ class Gateway:
         output = 0 if call.endpoint == "embeddings" else self._output_ceiling(body)
         bound = prompt_bound(body)
         if call.admission is not None:  # a failover: the reservation follows the deployment
-            gov.move(call.admission, _worst(price, bound, output))
+            try:
+                gov.move(call.admission, _worst(price, bound, output))
+            except BudgetExceeded:
+                counted = estimate_prompt(body)
+                if counted >= bound:
+                    raise
+                gov.move(call.admission, _worst(price, counted, output))
             return
         try:
             call.admission = gov.admit(key, _worst(price, bound, output), bound // 4 + output)

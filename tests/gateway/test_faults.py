@@ -245,6 +245,8 @@ def test_client_disconnect_cancels_the_upstream_call(stack: Stack) -> None:
         time.sleep(0.05)
     [row] = stack.usage_rows("disconnect-test")
     assert row["status"] == 499 and row["error"] == "client_disconnected"
+    # What the provider had already sent is billed: the record (and the budget) carry it.
+    assert row["input_tokens"] > 0 and row["output_tokens"] > 0 and row["estimated"] == 1
 
 
 @pytest.mark.parametrize("model", CHAT_MODELS)
