@@ -30,7 +30,7 @@ import orjson
 import uvloop
 
 from appliance.store import open_store
-from bench.loadgen import make_body, run_phase
+from bench.loadgen import PhaseResult, make_body, run_phase
 from gateway.governance import store as budgets
 from gateway.pricing import store as pricing
 from gateway.routing import store as routes
@@ -344,6 +344,19 @@ def start_aigw(
 # --- measurement ---
 
 
+def load(
+    t: Target, stream: bool, a: argparse.Namespace, on_measure_start: Callable[[], None]
+) -> PhaseResult:
+    """One closed-loop phase against `t` with the load options of `a`."""
+    return uvloop.run(
+        run_phase(
+            t.url, {"Authorization": f"Bearer {t.key}"}, make_body(t.model, stream), stream,
+            concurrency=a.concurrency, requests=a.requests, max_seconds=a.max_seconds,
+            warmup=a.warmup, on_measure_start=on_measure_start,
+        )
+    )  # fmt: skip
+
+
 def measure(t: Target, mode: str, a: argparse.Namespace, up: Proc) -> dict[str, Any]:
     stream = mode == "stream"
     pgid = t.proc.popen.pid if t.proc else None
@@ -352,13 +365,7 @@ def measure(t: Target, mode: str, a: argparse.Namespace, up: Proc) -> dict[str, 
     def mark() -> None:
         before.extend((cpu_ticks(up.popen.pid), cpu_ticks(pgid) if pgid is not None else 0))
 
-    res = uvloop.run(
-        run_phase(
-            t.url, {"Authorization": f"Bearer {t.key}"}, make_body(t.model, stream), stream,
-            concurrency=a.concurrency, requests=a.requests, max_seconds=a.max_seconds,
-            warmup=a.warmup, on_measure_start=mark,
-        )
-    )  # fmt: skip
+    res = load(t, stream, a, mark)
     row: dict[str, Any] = {"target": t.name, "mode": mode, **res.summary()}
     row["cpu_ms_per_req"] = row["rss_mib"] = row["procs"] = row["upstream_cpu_ms_per_req"] = None
     if before and res.completed:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import uvloop
 
 from bench.__main__ import (
     MODES,
@@ -35,6 +34,7 @@ from bench.__main__ import (
     Target,
     check_stop,
     fmt,
+    load,
     load_arguments,
     log,
     on_sigterm,
@@ -43,7 +43,6 @@ from bench.__main__ import (
     start_upstream,
     target_ratios,
 )
-from bench.loadgen import make_body, run_phase
 
 TARGETS = ("proxy", "aigw", "aigw-gov", "aigw-route")
 TOOLS = ("valgrind", "callgrind_control")
@@ -106,13 +105,7 @@ def measure(t: Target, mode: str, a: argparse.Namespace, tmp: Path) -> dict[str,
         time.sleep(SETTLE_S)
         control(tmp, proc, "--zero")
 
-    res = uvloop.run(
-        run_phase(
-            t.url, {"Authorization": f"Bearer {t.key}"}, make_body(t.model, stream), stream,
-            concurrency=a.concurrency, requests=a.requests, max_seconds=a.max_seconds,
-            warmup=a.warmup, on_measure_start=zero,
-        )
-    )  # fmt: skip
+    res = load(t, stream, a, zero)
     time.sleep(SETTLE_S)
     instructions = dump(tmp, t.name, proc, f"{t.name}-{mode}")
     per_req = instructions / res.completed if res.completed else None

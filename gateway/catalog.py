@@ -114,6 +114,21 @@ def bump_version(db: sqlite_utils.Database) -> None:
     )
 
 
+def _created(
+    db: sqlite_utils.Database,
+    actor: str | None,
+    table: str,
+    what: str,
+    name: str,
+    row: dict[str, Any],
+) -> None:
+    """Insert a new row, audited when an actor made it, and tell running gateways."""
+    db.table(table).insert(row)
+    if actor is not None:
+        record(db, actor, "create", what, name, None, row)
+    bump_version(db)
+
+
 def catalog_version(db: sqlite_utils.Database) -> int:
     """The catalog's change counter (one cheap query; polled, never per request)."""
     row = db.execute("SELECT value FROM settings WHERE key = 'catalog_version'").fetchone()
@@ -135,10 +150,7 @@ def add_provider(
             "api_version": provider.api_version,
             "created_at": utcnow(),
         }
-        db.table("providers").insert(row)
-        if actor is not None:
-            record(db, actor, "create", "provider", provider.name, None, row)
-        bump_version(db)
+        _created(db, actor, "providers", "provider", provider.name, row)
 
 
 def remove_provider(db: sqlite_utils.Database, name: str, *, actor: str | None = None) -> None:
@@ -188,10 +200,7 @@ def add_model(db: sqlite_utils.Database, model: ModelDef, *, actor: str | None =
             "upstream_model": model.upstream_model,
             "created_at": utcnow(),
         }
-        db.table("models").insert(row)
-        if actor is not None:
-            record(db, actor, "create", "model", model.alias, None, row)
-        bump_version(db)
+        _created(db, actor, "models", "model", model.alias, row)
 
 
 def remove_model(db: sqlite_utils.Database, alias: str, *, actor: str | None = None) -> None:

@@ -249,13 +249,17 @@ class Gateway:
         if unpriced_decision(policy, hard) == "refuse":
             raise ModelNotPriced.for_model(call.model, call.provider, call.upstream_model)
         call.priced = False
-        if self.governance is not None:
-            day = time.strftime("%Y-%m-%d", time.gmtime())
-            self.governance.sink.raise_alert(
+        if self.governance is None:
+            return
+        sink = self.governance.sink
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        dedup = f"unpriced:{call.provider}/{call.upstream_model}:{day}"
+        if not sink.seen(dedup):
+            sink.raise_alert(
                 "unpriced_model",
                 "warning",
                 f"model:{call.provider}/{call.upstream_model}",
-                f"unpriced:{call.provider}/{call.upstream_model}:{day}",
+                dedup,
                 f"model {call.upstream_model!r} of provider {call.provider!r} has no price; "
                 f"requests are allowed at zero cost (project {project!r}); set one with "
                 "`aigw prices set`",

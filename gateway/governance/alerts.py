@@ -98,6 +98,10 @@ class AlertSink:
 
     # --- the hot path -----------------------------------------------------------------------
 
+    def seen(self, dedup_key: str) -> bool:
+        """Whether an alert with this dedup key was raised lately (skip building it again)."""
+        return dedup_key in self._recent
+
     def raise_alert(
         self,
         kind: str,

@@ -222,11 +222,11 @@ class BudgetBook:
 
     def applies(self, key: KeyEntry) -> bool:
         """Whether any budget covers this key."""
-        return bool(self._applicable(key))
+        return bool(self._plan(key)[0])
 
     def hard_applies(self, key: KeyEntry) -> bool:
         """Whether a hard budget covers this key."""
-        return any(b.hard for b in self._applicable(key))
+        return bool(self._plan(key)[1])
 
     def reserve(self, key: KeyEntry, amount_micros: int, now: float | None = None) -> Reservation:
         """Hold `amount_micros` on every budget of the key, or raise BudgetExceeded (nothing

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from gateway.errors import ModelNotFound
+from gateway.money import MICROS as _MICROS
 from gateway.pricing.book import PriceBook
 from gateway.routing.features import (
     NEEDS_CONFIDENTIAL,
@@ -39,7 +40,6 @@ ROUTE_REASON_HEADER = "x-aigw-route-reason"
 DEGRADED_HEADER = "x-aigw-degraded"
 EXPECTED_OUTPUT_TOKENS = 256  # a typical answer, for comparing prices
 EXPLORE = 0.1  # least latency: the chance that an unmeasured deployment goes first
-_MICROS = 1_000_000
 _LATENCY = "least latency {:.0f} ms {}"
 _UNTRIED = "least latency: untried, probe {}"
 _FAIL_LATENCY, _FAIL_UNTRIED = "failover: " + _LATENCY, "failover: " + _UNTRIED
@@ -366,9 +366,8 @@ class Router:
             p = lookup(d.provider, d.upstream_model, wall) if lookup is not None else None
             if p is None:
                 unpriced.append(d)
-            else:  # Price.cost(tokens, out) inlined: no cache discount, rounded up once
-                scaled = tokens * p.input_micros + out * p.output_micros
-                priced.append((-(-scaled // _MICROS) + p.request_micros, i, d, p.currency))
+            else:  # no cache discount assumed
+                priced.append((p.cost(tokens, out), i, d, p.currency))
         priced.sort(key=_by_cost)
         ordered: _Ordered = [
             (d, _CHEAPEST, (d.label, cost // _MICROS, cost % _MICROS, cur, tokens, out))
