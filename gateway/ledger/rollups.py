@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -89,11 +90,17 @@ def _hour_of(ts: Any, cache: dict[Any, str]) -> str:
     return text
 
 
+@lru_cache(maxsize=8)
+def _getter(columns: tuple[str, ...]) -> itemgetter[Any]:
+    """Reads what the hook needs from a row (built once per statement, not per batch)."""
+    return itemgetter(*(columns.index(c) for c in _COLUMNS))
+
+
 def aggregate(
     rows: Iterable[Params], columns: list[str]
 ) -> tuple[dict[tuple[str, ...], list[int]], dict[tuple[str, ...], list[int]]]:
     """The rows' sums by rollup key and by tag key (the hook's work before any SQL)."""
-    get = itemgetter(*(columns.index(c) for c in _COLUMNS))
+    get = _getter(tuple(columns))
     groups: dict[tuple[str, ...], list[int]] = {}
     tagged: dict[tuple[str, ...], list[int]] = {}
     hours: dict[Any, str] = {}
