@@ -30,8 +30,17 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.pricing import ModelNotPriced
-from gateway.routing import FailureKind, Plan, Route, request_features
+from gateway.routing import (
+    FailureKind,
+    Plan,
+    RequestFeatures,
+    Route,
+    capabilities,
+    request_features,
+    trim_to_fit,
+)
 from gateway.state import Gateway
+from gateway.tokens import estimate_prompt
 from gateway.usage import Usage
 
 
@@ -62,7 +71,13 @@ async def forward(
 
 
 def _simple(route: Route) -> bool:
-    return len(route.deployments) == 1 and not route.fallback_alias and not route.tiers
+    """One deployment with nothing to decide: no fallback, no tiers, no context to fit."""
+    return (
+        len(route.deployments) == 1
+        and not route.fallback_alias
+        and not route.tiers
+        and route.deployments[0].context_window is None
+    )
 
 
 def _aim(call: Call, provider: str, upstream_model: str, reason: str | None) -> None:
@@ -82,6 +97,13 @@ async def _failover(
 ) -> web.StreamResponse:
     features = request_features(body, request.headers, route)
     plan = gw.router.plan(route.alias, features, time.monotonic())
+    trimmed = ""
+    if not plan.candidates and plan.retry_after is None and _may_trim(gw, call, body):
+        cut = _trim(body, route, features)
+        if cut is not None:
+            body, trimmed = cut
+            features = request_features(body, request.headers, route)
+            plan = gw.router.plan(route.alias, features, time.monotonic())
     if not plan.candidates:
         raise _nothing(plan)
     call.degraded = plan.degraded
@@ -95,9 +117,10 @@ async def _failover(
             continue
         if not health.available(dep.id, time.monotonic()):
             continue
-        _aim(call, dep.provider, dep.upstream_model, cand.reason)
+        reason = cand.reason + trimmed
         if failures:
-            call.route_reason = f"{cand.reason} (after: {'; '.join(e.code for e in failures)})"
+            reason += f" (after: {'; '.join(e.code for e in failures)})"
+        _aim(call, dep.provider, dep.upstream_model, reason)
         try:
             gw.admit(call, body)  # before the probe slot is claimed: a refusal here sends nothing
         except ModelNotPriced as err:  # this deployment's policy; another may be priced
@@ -128,6 +151,46 @@ async def _failover(
     if failures:
         raise failures[-1]
     raise _nothing(plan)
+
+
+def _may_trim(gw: Gateway, call: Call, body: dict[str, Any]) -> bool:
+    """Whether the caller's project trims chats that fit no deployment (and this is one)."""
+    key = call.key
+    return (
+        key is not None
+        and key.project in gw.context_trim
+        and call.endpoint in ("chat", "messages")  # OpenAI chat, Anthropic Messages
+        and isinstance(body.get("messages"), list)
+    )
+
+
+def _trim(
+    body: dict[str, Any], route: Route, features: RequestFeatures
+) -> tuple[dict[str, Any], str] | None:
+    """The chat without its oldest turns, trimmed to the largest context window among the
+    deployments that could otherwise serve it, and the note the route reason carries; None
+    when no turn can be dropped or no window is known.
+
+    Sizes are the token estimate, not the byte bound the router starts from: the bound is
+    about three times the real count, and trimming to it would drop most of a conversation.
+    """
+    windows = [
+        d.context_window
+        for d in route.deployments
+        if d.context_window is not None and not (features.needs & ~capabilities(d))
+    ]
+    if not windows:
+        return None
+    window = max(windows)
+    messages = body["messages"]
+    rest = estimate_prompt({**body, "messages": []})  # system, tools and the chat framing
+    # One token per message of margin: the estimate of the whole joins messages by newlines.
+    budget = window - (features.max_output_tokens or 0) - rest - len(messages)
+    kept, dropped = trim_to_fit(messages, budget, estimate_prompt)
+    if not dropped:
+        return None
+    note = f" (context trimmed: {dropped} oldest messages dropped to fit {window} tokens)"
+    return {**body, "messages": kept}, note
 
 
 def _failure_kind(err: GatewayError) -> FailureKind | None:

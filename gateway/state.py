@@ -103,6 +103,8 @@ class Gateway:
         self.cache = ResponseCache(c.max_bytes, c.ttl_seconds) if c.enabled else None
         self.unpriced: dict[str, str] = {}  # project → its policy for models without a price
         self._unpriced_day: dict[tuple[str, str], int] = {}  # model → UTC day it was alerted
+        # Projects whose too-long chats are trimmed to fit rather than refused.
+        self.context_trim: frozenset[str] = frozenset()
         self.adapters: dict[str, Adapter] = {}
         self._refresher: asyncio.Task[None] | None = None
 
@@ -136,7 +138,9 @@ class Gateway:
         keys = KeyIndex.load(self.db)
         prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
         routes = with_models(load_routes(self.db), snap.models)
-        unpriced = {r[0]: r[1] for r in self.db.execute("SELECT name, unpriced FROM projects")}
+        projects = self.db.execute("SELECT name, unpriced, context_trim FROM projects").fetchall()
+        unpriced = {name: policy for name, policy, _ in projects}
+        context_trim = frozenset(name for name, _, trim in projects if trim)
         adapters: dict[str, Adapter] = {}
         for name, provider in snap.providers.items():
             old = self.adapters.get(name)
@@ -152,7 +156,7 @@ class Gateway:
         for name, adapter in adapters.items():
             adapter.set_credential(*self._credential(snap.providers[name]))
         self.snapshot, self.adapters, self.keys = snap, adapters, keys
-        self.prices, self.unpriced = prices, unpriced
+        self.prices, self.unpriced, self.context_trim = prices, unpriced, context_trim
         self.routes, self.router = routes, Router(routes, self.health, prices)
         if self.governance is not None:
             self.governance.reload()

@@ -5,7 +5,12 @@ at start and on every catalog change, computes `request_features` once per reque
 `Router.plan` for the deployments to try; `Health` learns from every attempt.
 """
 
-from gateway.routing.features import HINT_HEADER, RequestFeatures, request_features
+from gateway.routing.features import (
+    HINT_HEADER,
+    RequestFeatures,
+    capabilities,
+    request_features,
+)
 from gateway.routing.health import BreakerPolicy, FailureKind, Health
 from gateway.routing.model import (
     STRATEGIES,
@@ -47,6 +52,7 @@ __all__ = [
     "Tier",
     "TierWhen",
     "build_route",
+    "capabilities",
     "load_routes",
     "parse_tiers",
     "request_features",

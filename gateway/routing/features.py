@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.routing.model import Route
+from gateway.routing.model import Deployment, Route
 from gateway.tokens import estimate_prompt, prompt_bound
 
 HINT_HEADER = "x-aigw-route-hint"
@@ -56,6 +56,16 @@ class RequestFeatures:
         object.__setattr__(
             self, "tokens_needed", self.prompt_tokens + (self.max_output_tokens or 0)
         )
+
+
+def capabilities(d: Deployment) -> int:
+    """What a deployment can do, as NEEDS_* bits (a request fits when needs & ~caps == 0)."""
+    return (
+        (NEEDS_TOOLS if d.tools else 0)
+        | (NEEDS_VISION if d.vision else 0)
+        | (NEEDS_JSON if d.json_mode else 0)
+        | (NEEDS_CONFIDENTIAL if d.confidential else 0)
+    )
 
 
 def _collect(value: Any, texts: list[str], flags: list[bool]) -> None:

@@ -34,8 +34,9 @@ def add_route(
     strategy: str = "priority",
     fallback: str | None = None,
     tiers: list[dict[str, Any]] | None = None,
+    windows: list[int | None] | None = None,
 ) -> str:
-    """A route with fresh deployment ids, visible to the gateway at once."""
+    """A route with fresh deployment ids (and context windows), visible to the gateway at once."""
     alias = f"route-{next(_n)}"
     now = utcnow()
     db = stack.db
@@ -46,10 +47,11 @@ def add_route(
             [alias, strategy, fallback, orjson.dumps(tiers or []).decode(), now, now],
         )
         for position, (provider, model) in enumerate(deployments):
+            window = windows[position] if windows else None
             db.execute(
                 "INSERT INTO deployments (id, route, provider, upstream_model, position, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [f"dep-{alias}-{position}", alias, provider, model, position, now],
+                "context_window, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [f"dep-{alias}-{position}", alias, provider, model, position, window, now],
             )
         bump_version(db)
     stack.reload()
@@ -147,6 +149,84 @@ def test_tiers_route_by_hint_and_say_why(stack: Stack, oai: openai.OpenAI) -> No
     assert "tier 'hard'" in raw.headers["x-aigw-route-reason"]
     raw = raw_chat(oai, alias)
     assert raw.headers["x-aigw-deployment"] == "fake-openai/gpt-4o-mini"
+
+
+def _conversation(turns: int, words: int) -> list[dict[str, Any]]:
+    """A system message, then `turns` user/assistant exchanges of `words` words each, then
+    a short last question."""
+    msgs: list[dict[str, Any]] = [{"role": "system", "content": "You are terse."}]
+    for i in range(turns):
+        msgs.append({"role": "user", "content": f"question {i} " + "word " * words})
+        msgs.append({"role": "assistant", "content": f"answer {i} " + "word " * words})
+    msgs.append({"role": "user", "content": "And now?"})
+    return msgs
+
+
+def test_a_prompt_goes_only_where_it_fits(stack: Stack, oai: openai.OpenAI) -> None:
+    alias = add_route(stack, [OPENAI, ANTHROPIC], windows=[100, 2000])
+    messages: Any = _conversation(2, 100)  # ~420 tokens
+    raw = oai.chat.completions.with_raw_response.create(model=alias, messages=messages)
+    assert raw.headers["x-aigw-deployment"] == "fake-anthropic/claude-sonnet-4-5"
+    assert "context too small" in raw.headers["x-aigw-route-reason"]
+    short = raw_chat(oai, alias)
+    assert short.headers["x-aigw-deployment"] == "fake-openai/gpt-4o-mini"
+
+
+def test_a_single_deployment_route_refuses_what_does_not_fit(
+    stack: Stack, oai: openai.OpenAI
+) -> None:
+    alias = add_route(stack, [OPENAI], windows=[100])
+    sent = len(stack.fakes["openai"].requests)
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.chat.completions.create(model=alias, messages=_conversation(2, 100))  # type: ignore[arg-type]
+    assert exc.value.code == "no_deployment_fits"
+    assert "context too small" in exc.value.message
+    assert len(stack.fakes["openai"].requests) == sent  # nothing went upstream
+
+
+def test_a_project_that_trims_gets_its_oldest_turns_dropped(stack: Stack) -> None:
+    project = f"trim-{next(_n)}"
+    tenancy.create_project(stack.db, "test", name=project, department="eng")
+    _, secret = stack.new_key("trimmer", project=project)
+    sdk = openai.OpenAI(base_url=stack.url + "/v1", api_key=secret, max_retries=0)
+    alias = add_route(stack, [OPENAI], windows=[300])
+    messages = _conversation(4, 40)  # ~8 messages of ~45 tokens: too long for 300
+    with pytest.raises(openai.BadRequestError):  # trimming is off by default
+        sdk.chat.completions.create(model=alias, messages=messages, max_tokens=20)  # type: ignore[arg-type]
+    tenancy.update_project(stack.db, "test", project, {"context_trim": True})
+    stack.reload()
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=alias,
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=20,
+    )
+    assert raw.parse().choices[0].message.content
+    reason = raw.headers["x-aigw-route-reason"]
+    assert "context trimmed" in reason and "fit 300 tokens" in reason
+    sent = stack.fakes["openai"].requests[-1].body["messages"]
+    assert sent[0] == messages[0]  # the system message stays
+    assert sent[-1] == messages[-1]  # so does the last turn
+    assert 1 < len(sent) < len(messages)
+    assert sent == [messages[0], *messages[len(messages) - len(sent) + 1 :]]  # oldest went
+    assert sent[1]["role"] == "user"  # a turn starts with the user
+    [row] = stack.usage_rows(raw.headers["x-request-id"])
+    assert "context trimmed" in row["route_reason"]
+    # The Anthropic Messages API trims the same way (its system prompt is not a message).
+    claude = anthropic.Anthropic(base_url=stack.url, api_key=secret, max_retries=0)
+    answer = claude.messages.with_raw_response.create(
+        model=alias,
+        system="You are terse.",
+        messages=messages[1:],
+        max_tokens=20,  # type: ignore[arg-type]
+    )
+    assert "context trimmed" in answer.headers["x-aigw-route-reason"]
+    upstream = stack.fakes["openai"].requests[-1].body["messages"]
+    assert upstream[-1]["content"] == messages[-1]["content"] and len(upstream) < len(messages)
+    # A last turn that alone does not fit is refused, not cut.
+    huge = [messages[0], {"role": "user", "content": "word " * 400}]
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(model=alias, messages=huge, max_tokens=20)  # type: ignore[arg-type]
+    assert exc.value.code == "no_deployment_fits"
 
 
 def test_the_reservation_follows_the_failover(stack: Stack) -> None:
