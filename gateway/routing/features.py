@@ -29,9 +29,11 @@ _CODE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestFeatures:
-    """The request as routing sees it."""
+    """The request as routing sees it (built per request and never changed after; not frozen
+    because a frozen dataclass sets each field through object.__setattr__, which costs
+    microseconds here)."""
 
     prompt_tokens: int  # the byte bound, or a token count when the bound is near a limit
     max_output_tokens: int | None = None
@@ -52,10 +54,8 @@ class RequestFeatures:
             | (NEEDS_JSON if self.json_mode else 0)
             | (NEEDS_CONFIDENTIAL if self.confidential else 0)
         )
-        object.__setattr__(self, "needs", needs)
-        object.__setattr__(
-            self, "tokens_needed", self.prompt_tokens + (self.max_output_tokens or 0)
-        )
+        self.needs = needs
+        self.tokens_needed = self.prompt_tokens + (self.max_output_tokens or 0)
 
 
 def capabilities(d: Deployment) -> int:
@@ -89,6 +89,27 @@ def _collect(value: Any, texts: list[str], flags: list[bool]) -> None:
                 _collect(inner, texts, flags)
 
 
+def _scan(body: Mapping[str, Any], texts: list[str] | None) -> bool:
+    """Whether the prompt holds an image; its text goes into `texts` when a list is given
+    (only code detection and keywords read it). A message whose content is a plain string,
+    the common case, costs one type check."""
+    flags = [False]
+    sink: list[str] = [] if texts is None else texts
+    for key in ("system", "prompt"):
+        if key in body:
+            _collect(body[key], sink, flags)
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if type(content) is str:
+                if texts is not None:
+                    texts.append(content)
+            else:
+                _collect(message, sink, flags)
+    return flags[0]
+
+
 def _json_mode(body: Mapping[str, Any]) -> bool:
     fmt = body.get("response_format")
     return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
@@ -111,12 +132,10 @@ def request_features(
 ) -> RequestFeatures:
     """The features of one request for `route` (its keywords and limits); `headers` should
     be case-insensitive (aiohttp's are). `confidential` comes from the project's policy."""
-    texts: list[str] = []
-    flags = [False]
-    for key in ("system", "messages", "prompt"):
-        if key in body:
-            _collect(body[key], texts, flags)
-    text = "\n".join(texts)
+    want_text = route is None or route.needs_code or route.keywords is not None
+    texts: list[str] | None = [] if want_text else None
+    vision = _scan(body, texts)
+    text = "\n".join(texts) if texts else ""
     if route is None or route.needs_size:
         tokens = prompt_bound(body)
         if route is not None and route.exact_above is not None and tokens > route.exact_above:
@@ -129,7 +148,7 @@ def request_features(
         prompt_tokens=tokens,
         max_output_tokens=_max_output(body),
         tools=bool(body.get("tools") or body.get("functions")),
-        vision=flags[0],
+        vision=vision,
         json_mode=_json_mode(body),
         code=(route is None or route.needs_code) and _CODE.search(text) is not None,
         keywords=keywords.hits(text) if keywords is not None else frozenset(),
