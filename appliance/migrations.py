@@ -288,6 +288,46 @@ MIGRATIONS: list[str] = [
     ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE usage ADD COLUMN saved_micros INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: data safety: masking rules per project, the ledger's hash chain, content retention.
+    """
+    -- What a project does when a detector fires: allow, mask (reversible placeholders), redact
+    -- or block. A custom detector ('custom:NAME') carries its own pattern or word list.
+    CREATE TABLE masking_rules (
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        detector TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('allow', 'mask', 'redact', 'block')),
+        pattern TEXT,
+        words TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (project, detector)
+    );
+    -- A request in which a detector fired goes only to deployments trusted with confidential
+    -- data when the project says so.
+    ALTER TABLE projects ADD COLUMN sensitive_to_trusted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE projects ADD COLUMN retention TEXT NOT NULL DEFAULT 'none'
+        CHECK (retention IN ('none', 'metadata', 'full'));
+    ALTER TABLE projects ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 30
+        CHECK (retention_days >= 1);
+    -- Which detectors fired (names only, never values), comma-separated.
+    ALTER TABLE usage ADD COLUMN detectors TEXT;
+    -- The ledger's hash chain: SHA-256 over the previous row's hash and this row's fields.
+    ALTER TABLE usage ADD COLUMN hash TEXT;
+    -- Retained content: `body` is the request's content record, encrypted with the vault
+    -- secret `secret_id` (metadata-only records are not encrypted); purged after `purge_after`.
+    CREATE TABLE contents (
+        id INTEGER PRIMARY KEY,
+        trace_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('metadata', 'full')),
+        secret_id TEXT,
+        body BLOB NOT NULL,
+        purge_after TEXT NOT NULL
+    );
+    CREATE INDEX contents_trace ON contents(trace_id);
+    CREATE INDEX contents_purge ON contents(purge_after);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
