@@ -314,14 +314,14 @@ MIGRATIONS: list[str] = [
     -- The ledger's hash chain: SHA-256 over the previous row's hash and this row's fields.
     ALTER TABLE usage ADD COLUMN hash TEXT;
     -- Retained content: `body` is the request's content record, encrypted with the vault
-    -- secret `secret_id` (metadata-only records are not encrypted); purged after `purge_after`.
+    -- entry `sealed_with` (metadata-only records are not encrypted); purged after `purge_after`.
     CREATE TABLE contents (
         id INTEGER PRIMARY KEY,
         trace_id TEXT NOT NULL,
         ts TEXT NOT NULL,
         project TEXT NOT NULL,
         kind TEXT NOT NULL CHECK (kind IN ('metadata', 'full')),
-        secret_id TEXT,
+        sealed_with TEXT,
         body BLOB NOT NULL,
         purge_after TEXT NOT NULL
     );

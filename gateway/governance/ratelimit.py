@@ -118,6 +118,11 @@ class RateLimiter:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._cells: dict[tuple[str, str, str], _Cell] = {}
+        # Per key: the cells of its limits, with whether each counts tokens. Built on the
+        # key's first request after a reload or a prune (both drop every plan, so a plan
+        # never holds a cell that left `_cells`), read on every other one.
+        self._plans: dict[str, tuple[KeyEntry, tuple[tuple[_Cell, bool], ...]]] = {}
+        self._epoch = 0  # bumped by every prune
 
     def set_limits(self, limits: Limits, now: float) -> None:
         """Swap in reloaded limits; cells of callers whose limit went away are dropped."""
@@ -127,6 +132,8 @@ class RateLimiter:
     def prune(self, now: float) -> None:
         """Drop cells whose bucket is full again (they hold nothing a new cell would not)."""
         self._cells = {k: c for k, c in self._cells.items() if c.tat > now}
+        self._plans = {}
+        self._epoch += 1
 
     def _cell(self, ident: tuple[str, str, str], limit: int, now: float) -> _Cell:
         cell = self._cells.get(ident)
@@ -138,9 +145,25 @@ class RateLimiter:
             cell.rescale(limit, now)
         return cell
 
-    def _charges(self, key: KeyEntry, tokens: int, now: float) -> list[_Charge]:
-        """The cells of every limit that applies to the key, with what to charge each."""
-        out: list[_Charge] = []
+    def _plan(self, key: KeyEntry, now: float) -> tuple[tuple[_Cell, bool], ...]:
+        """The cells of every limit that applies to the key (cached per key object)."""
+        plan = self._plans.get(key.id)
+        if plan is not None and plan[0] is key:
+            return plan[1]
+        while True:
+            epoch = self._epoch
+            cells = tuple(
+                (self._cell((level, name, kind), limit, now), kind == "tokens")
+                for level, name, rpm, tpm in self._levels(key)
+                for kind, limit in (("requests", rpm), ("tokens", tpm))
+                if limit is not None
+            )
+            if self._epoch == epoch:  # no prune dropped a cell taken above
+                break
+        self._plans[key.id] = (key, cells)
+        return cells
+
+    def _levels(self, key: KeyEntry) -> list[tuple[str, str, int | None, int | None]]:
         levels: list[tuple[str, str, int | None, int | None]] = [("key", key.id, key.rpm, key.tpm)]
         lim = self.limits
         if key.user is not None and key.user in lim.users:
@@ -149,12 +172,13 @@ class RateLimiter:
             levels.append(("project", key.project, *lim.projects[key.project]))
         if key.department in lim.departments:
             levels.append(("department", key.department, *lim.departments[key.department]))
-        for level, name, rpm, tpm in levels:
-            if rpm is not None:
-                out.append((self._cell((level, name, "requests"), rpm, now), 1))
-            if tpm is not None:
-                out.append((self._cell((level, name, "tokens"), tpm, now), tokens))
-        return out
+        return levels
+
+    def _charges(self, key: KeyEntry, tokens: int, now: float) -> list[_Charge]:
+        """The cells of every limit that applies to the key, with what to charge each."""
+        return [
+            (cell, tokens if counts_tokens else 1) for cell, counts_tokens in self._plan(key, now)
+        ]
 
     def limits_tokens(self, key: KeyEntry) -> bool:
         """Whether a tokens-per-minute limit applies to the key at any level."""
