@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.cache import collector
 from gateway.calls import Call
 from gateway.envelopes import ANTHROPIC, OPENAI, stream_error_frame
 from gateway.errors import GatewayError, Unsupported, UpstreamError
@@ -211,7 +212,7 @@ async def attempt(
     resp = await adapter.post(url, orjson.dumps(up_body), trace)
     up = adapter.protocol
     if call.stream:
-        return await _relay(gw, request, call, adapter, resp, body)
+        return await _relay(gw, request, call, adapter, resp, body, keep)
     raw, obj = await adapter.read_json(resp)
     if not isinstance(obj, dict):
         raise UpstreamError(
@@ -317,13 +318,17 @@ async def _relay(
     adapter: Adapter,
     resp: Any,
     body: dict[str, Any],
+    keep: Callable[[Any], None] | None = None,
 ) -> web.StreamResponse:
     """Pass the stream through event by event; errors after the first byte become an error
-    event in the client's format; the usage row is committed before the stream ends."""
+    event in the client's format; the usage row is committed before the stream ends. With
+    `keep`, what the client is sent is also read back into a whole answer, kept if complete."""
     up = adapter.protocol
     # A stream in the client's own protocol is passed through; only translation parses all.
     decoder = _DECODERS[up](adapter.name, parse_all=up != call_protocol(call))
     encode, finish = _stream_plan(call, up, body)
+    # Only a cacheable request pays for collecting; the others skip one None test per read.
+    collect = collector(call.api, call.endpoint) if keep is not None else None
     out: web.StreamResponse | None = None
     try:
         async for region in adapter.events(resp):
@@ -340,9 +345,12 @@ async def _relay(
                 if item is not None and item is not DONE and (data := encode(raw, item)):
                     parts.append(data)
             if parts:
+                sent = b"".join(parts)
+                if collect is not None:
+                    collect.feed(sent)
                 if out is None:
                     out = await _start(request, call)
-                await out.write(b"".join(parts))  # every read goes out as it came
+                await out.write(sent)  # every read goes out as it came
                 call.mark_first_byte()
         if not decoder.complete():
             raise UpstreamError(
@@ -369,6 +377,12 @@ async def _relay(
         raise
     finally:
         resp.release()
+    if collect is not None and keep is not None and not call.stream_failed and call.status == 200:
+        # Kept before the end marker leaves: a client that asks again the moment its stream
+        # ends finds the answer. The usage is the call's when the client's stream had none.
+        collect.feed(tail)
+        if (answer := collect.result(call.usage)) is not None:
+            keep(answer)
     await gw.finish(call)
     if out is None:
         out = await _start(request, call)

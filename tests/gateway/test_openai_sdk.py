@@ -206,7 +206,7 @@ def test_embeddings_on_anthropic_is_a_clear_400(oai: openai.OpenAI) -> None:
 
 def test_models(oai: openai.OpenAI, stack: Stack) -> None:
     ids = [m.id for m in oai.models.list()]
-    assert ids == sorted(stack.gateway.snapshot.models)
+    assert ids == sorted(stack.gateway.routes)  # models and routes
     assert oai.models.retrieve("oa").id == "oa"
     with pytest.raises(openai.NotFoundError):
         oai.models.retrieve("nope")
