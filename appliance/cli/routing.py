@@ -3,14 +3,20 @@
 `routes set` writes a route whole (create or replace): every deployment is given, in
 priority order, as `PROVIDER/MODEL[,weight=3][,context=128000][,tools=no][,vision=yes]
 [,json=yes][,confidential=yes]` (the provider is the part before the first '/').
+
+`routes health` shows each deployment's circuit breaker and latency averages, which live in the
+running gateway's memory (so it needs a running box, or --url); `routes health-reset` closes a
+deployment's breaker once its cause is fixed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from appliance.admin_client import segment
 from appliance.cli._common import (
@@ -38,6 +44,21 @@ DEPLOYMENT_COLUMNS = [
     "json_mode",
     "confidential",
 ]
+HEALTH_COLUMNS = [
+    "route",
+    "deployment",
+    "id",
+    "state",
+    "failures",
+    "error_rate",
+    "retry_in",
+    "ttft_ms",
+    "latency_ms",
+]
+_NO_BOX = (
+    "no gateway is running on this box, and deployment health lives in its memory: start it "
+    "(aigw up), or reach one with --url and --token"
+)
 _FLAGS = {"tools": "tools", "vision": "vision", "json": "json_mode", "confidential": "confidential"}
 _NUMBERS = {"weight": "weight", "context": "context_window"}
 
@@ -112,6 +133,25 @@ def register_routing(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     rm.add_argument("alias")
     add_json(rm)
     rm.set_defaults(func=remove_route)
+    health = actions.add_parser(
+        "health",
+        parents=[common],
+        help="each deployment's circuit breaker, error rate and latency (the running gateway's)",
+        description="FAILURES counts failures in a row (5 open the breaker by default; the "
+        "count restarts when it opens); ERROR_RATE is over the last attempts; RETRY_IN says "
+        "what the deployment waits for (breaker, retry_after of a 429, or the half-open probe).",
+    )
+    health.add_argument("alias", nargs="?", help="only this route")
+    add_json(health)
+    health.set_defaults(func=route_health)
+    reset = actions.add_parser(
+        "health-reset",
+        parents=[common],
+        help="close a deployment's circuit breaker and end its cool-down",
+    )
+    reset.add_argument("deployment_id", help="an ID from `aigw routes health`")
+    add_json(reset)
+    reset.set_defaults(func=reset_health)
 
 
 def _summary(route: dict[str, Any]) -> dict[str, Any]:
@@ -182,3 +222,48 @@ def remove_route(ctx: Ctx) -> None:
     """Delete the route (refused while another route falls back to it)."""
     ctx.call("DELETE", f"/routes/{segment(ctx.args.alias)}")
     emit_done(ctx, f"route {ctx.args.alias} removed", removed=ctx.args.alias)
+
+
+def _health_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A health entry of the admin API as a table row: a wait, a rate and whole milliseconds."""
+    h = entry["health"]
+    n = h["window_outcomes"]
+    retry = None if h["available"] else f"{math.ceil(h['retry_in_s'])}s {h['blocked_by']}"
+    state = h["state"] + (" (probing)" if h["probe_in_flight"] else "")
+    return {
+        "route": entry["route"],
+        "deployment": entry["label"],
+        "id": entry["deployment_id"],
+        "state": state,
+        "failures": h["consecutive_failures"],
+        "error_rate": f"{h['error_rate']:.0%} of {n}" if n else None,
+        "retry_in": retry,
+        "ttft_ms": None if h["ttft_ms"] is None else f"{h['ttft_ms']:.0f}",
+        "latency_ms": None if h["latency_ms"] is None else f"{h['latency_ms']:.0f}",
+    }
+
+
+def route_health(ctx: Ctx) -> None:
+    """Every routed deployment's health, or one route's in priority order."""
+    if ctx.client.in_process:
+        raise ApplianceError(_NO_BOX)
+    alias = ctx.args.alias
+    path = "/health/deployments" if alias is None else f"/routes/{segment(alias)}/health"
+    rows = ctx.call("GET", path)["data"]
+    if ctx.json:
+        print_json(rows)
+    else:
+        print(table([_health_row(r) for r in rows], HEALTH_COLUMNS))
+
+
+def reset_health(ctx: Ctx) -> None:
+    """Close the breaker and end the cool-down; the averages and counts stay."""
+    if ctx.client.in_process:
+        raise ApplianceError(_NO_BOX)
+    dep_id = ctx.args.deployment_id
+    # A plain model's deployment id is its alias, which may hold '/': sent as %2F.
+    entry = ctx.call("POST", f"/health/deployments/{quote(dep_id, safe=':@')}/reset")
+    if ctx.json:
+        print_json(entry)
+    else:
+        print(f"deployment {dep_id} ({entry['label']} of route {entry['route']}): circuit closed")

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 ROUTE_OF: web.AppKey[dict[web.AbstractRoute, Route]] = web.AppKey("admin_routes", dict)
 # Names of providers, models and tenancy objects may contain '/', so those segments match it.
-_SLASHED = re.compile(r"\{(name|alias)\}(?=$|/key$)")
+_SLASHED = re.compile(r"\{(name|alias)\}(?=$|/key$|/health$)")
 
 
 @web.middleware

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.admin import alerts as admin_alerts
 from gateway.admin import budgets as admin_budgets
+from gateway.admin import health as admin_health
 from gateway.admin import routing as admin_routing
 from gateway.admin.body import Field
 from gateway.admin.routes import Route
@@ -315,8 +316,8 @@ QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
     "before_id": {"type": "integer", "minimum": 1, "description": "next_before_id of a page"},
 }
-# Budgets, alerts, webhooks, suspensions and routes describe their own components.
-for _module in (admin_budgets, admin_alerts, admin_routing):
+# Budgets, alerts, webhooks, suspensions, routes and health describe their own components.
+for _module in (admin_budgets, admin_alerts, admin_routing, admin_health):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)
     QUERY.update(_module.QUERY)

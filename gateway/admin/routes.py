@@ -15,6 +15,7 @@ from gateway.admin import (
     alerts,
     budgets,
     catalog,
+    health,
     keys,
     org,
     prices,
@@ -216,6 +217,15 @@ ROUTES: list[Route] = [
         "models", "alias", "Model", catalog, "model", READ, create=catalog.MODEL_CREATE, update=None
     ),
     Route("GET", "/routes", routing.list_routes, READ, "List routes", "RouteList"),
+    # Before /routes/{alias}, whose alias may hold '/' and would match this path too.
+    Route(
+        "GET",
+        "/routes/{alias}/health",
+        health.route_health,
+        READ,
+        "Health of a route's deployments in priority order (this gateway process's memory)",
+        "DeploymentHealthList",
+    ),
     Route("GET", "/routes/{alias}", routing.get_route, READ, "Get a route", "Route"),
     Route(
         "PUT",
@@ -229,6 +239,22 @@ ROUTES: list[Route] = [
         routing.ROUTE_PUT,
     ),
     Route("DELETE", "/routes/{alias}", routing.delete_route, ADMIN, "Delete a route", None, 204),
+    Route(
+        "GET",
+        "/health/deployments",
+        health.list_deployment_health,
+        READ,
+        "Each routed deployment's circuit breaker, cool-down, error rate and latency averages "
+        "(this gateway process's memory)",
+        "DeploymentHealthList",
+        query=("route",),
+    ),
+    _action(
+        "/health/deployments/{id}/reset",
+        health.reset_deployment_health,
+        "Close a deployment's circuit breaker and end its cool-down",
+        "DeploymentHealth",
+    ),
     Route(
         "GET",
         "/prices",

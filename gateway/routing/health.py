@@ -10,12 +10,18 @@ row, or when more than `error_rate` of the last `window` outcomes failed; after 
 it is *half-open*: `available` says yes, and the first `start` claims the single probe; the
 probe's success closes it, its failure opens it again for another cooldown. A 429 is not a
 failure of the deployment: it only cools it down until its Retry-After has passed.
+
+Operators read a deployment's `status` and may `reset` it through the admin API
+(`gateway.admin.health`); neither is on the request path.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 FailureKind = Literal["error", "timeout", "rate_limited"]
@@ -36,6 +42,51 @@ class BreakerPolicy:
     ewma_alpha: float = 0.3  # weight of the newest sample in the latency averages
 
 
+BlockedBy = Literal["retry_after", "breaker", "probe"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """One deployment's health as an operator reads it (`Health.status`); a copy, not live."""
+
+    # closed, open or half_open; an open circuit past its cooldown reads half_open (the next
+    # request is the probe), though the breaker turns half-open only when a request claims it.
+    state: str
+    available: bool  # whether the router would send a request to it now
+    probe_in_flight: bool
+    retry_in_s: float  # 0 when available; else until the cooldown, breaker or probe ends
+    blocked_by: BlockedBy | None  # what `retry_in_s` waits for; None when available
+    consecutive_failures: int
+    error_rate: float  # failed share of the outcomes in the window (0 when empty)
+    window_outcomes: int  # outcomes the rate is over (a state change starts a fresh window)
+    window_size: int  # the rate opens the circuit only once the window is full
+    opened_at: str | None  # UTC ISO 8601, while the circuit is not closed
+    last_failure_kind: FailureKind | None
+    last_failure_at: str | None  # UTC ISO 8601
+    ttft_ms: float | None  # moving averages; None until a success is measured
+    latency_ms: float | None
+    requests: int  # outcomes seen: successes + failures + rate_limited
+    successes: int
+    failures: int  # errors and timeouts (what the breaker counts)
+    rate_limited: int  # 429s (cool-downs, not failures)
+
+
+def _utc(wall: float) -> str:
+    """Epoch seconds as UTC ISO 8601 with milliseconds and a Z (as the store writes times)."""
+    return (
+        datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _ms_up(seconds: float) -> float:
+    """A wait, rounded up to the millisecond (float noise aside) and never shown as 0."""
+    return max(math.ceil(round(seconds * 1000, 6)), 1) / 1000
+
+
 class _State:
     """One deployment's mutable health (plain slots: it changes on every request)."""
 
@@ -44,10 +95,13 @@ class _State:
         "consecutive",
         "cooldown_until",
         "failures",
+        "last_failure_at",
+        "last_failure_kind",
         "latency",
         "opened_at",
         "outcomes",
         "probe_since",
+        "rate_limited",
         "successes",
         "ttft",
         "window_failures",
@@ -65,6 +119,10 @@ class _State:
         self.latency: float | None = None
         self.successes = 0
         self.failures = 0
+        # For operators only (Health.status); written on the failure path, never read there.
+        self.rate_limited = 0
+        self.last_failure_kind: FailureKind | None = None
+        self.last_failure_at = 0.0
 
     def push(self, failed: bool) -> None:
         """Add an outcome to the sliding window, keeping its failure count."""
@@ -165,7 +223,9 @@ class Health:
         refusal of the request itself (4xx) says nothing about health: do not record it."""
         s = self._state(dep_id)
         p = self.policy
+        s.last_failure_kind, s.last_failure_at = kind, now
         if kind == "rate_limited":
+            s.rate_limited += 1
             wait = p.rate_limit_cooldown_s if retry_after is None else retry_after
             s.cooldown_until = max(s.cooldown_until, now + min(max(wait, 0.0), p.max_retry_after_s))
             if s.circuit == HALF_OPEN:
@@ -210,3 +270,84 @@ class Health:
             }
             for dep_id, s in self._states.items()
         }
+
+    def status(self, dep_id: str, now: float, wall: float | None = None) -> DeploymentStatus:
+        """The deployment's health at `now` (the health clock), for operators. `wall` is the
+        epoch time at `now` (default: the system clock), to show when things happened in UTC.
+        Reads only: an unknown deployment is reported healthy and is not added."""
+        p = self.policy
+        s = self._states.get(dep_id)
+        if s is None:
+            return DeploymentStatus(
+                state=CLOSED,
+                available=True,
+                probe_in_flight=False,
+                retry_in_s=0.0,
+                blocked_by=None,
+                consecutive_failures=0,
+                error_rate=0.0,
+                window_outcomes=0,
+                window_size=p.window,
+                opened_at=None,
+                last_failure_kind=None,
+                last_failure_at=None,
+                ttft_ms=None,
+                latency_ms=None,
+                requests=0,
+                successes=0,
+                failures=0,
+                rate_limited=0,
+            )
+        if wall is None:
+            wall = time.time()
+        # The same conditions as `available`, as the time each one ends (the latest decides).
+        until = s.cooldown_until
+        blocked: BlockedBy = "retry_after"
+        state, probing = s.circuit, False
+        if s.circuit == OPEN:
+            reopen = s.opened_at + p.cooldown_s
+            if reopen > until:
+                until, blocked = reopen, "breaker"
+            if now >= reopen:
+                state = HALF_OPEN  # the next request is the probe
+        elif s.circuit == HALF_OPEN and s.probe_since is not None:
+            freed = s.probe_since + p.probe_timeout_s
+            probing = now < freed
+            if freed > until:
+                until, blocked = freed, "probe"
+        available = now >= until
+        n = len(s.outcomes)
+        return DeploymentStatus(
+            state=state,
+            available=available,
+            probe_in_flight=probing,
+            retry_in_s=0.0 if available else _ms_up(until - now),
+            blocked_by=None if available else blocked,
+            consecutive_failures=s.consecutive,
+            error_rate=s.window_failures / n if n else 0.0,
+            window_outcomes=n,
+            window_size=p.window,
+            opened_at=None if s.circuit == CLOSED else _utc(wall - (now - s.opened_at)),
+            last_failure_kind=s.last_failure_kind,
+            last_failure_at=(
+                None if s.last_failure_kind is None else _utc(wall - (now - s.last_failure_at))
+            ),
+            ttft_ms=_ms(s.ttft),
+            latency_ms=_ms(s.latency),
+            requests=s.successes + s.failures + s.rate_limited,
+            successes=s.successes,
+            failures=s.failures,
+            rate_limited=s.rate_limited,
+        )
+
+    def reset(self, dep_id: str) -> bool:
+        """Close the deployment's circuit and end its cool-down (an operator fixed the cause);
+        the averages and counts stay. False when nothing was known about it."""
+        s = self._states.get(dep_id)
+        if s is None:
+            return False
+        s.circuit = CLOSED
+        s.probe_since = None
+        s.cooldown_until = 0.0
+        s.reset_window()
+        return True
