@@ -37,7 +37,7 @@ def _has_any(data: bytes, needles: tuple[bytes, ...]) -> bool:
     return False
 
 
-def _sse_fields(raw: bytes) -> tuple[bytes, bytes]:
+def sse_fields(raw: bytes) -> tuple[bytes, bytes]:
     """(event name, data) of one SSE event; multi-line data joined with newlines."""
     if raw.startswith(b"data: ") and raw.find(b"\n") < 0:
         return b"", raw[6:]
@@ -128,7 +128,7 @@ class Decoder:
         items = list(self.seen)
         for blob in self.unparsed:
             for raw in blob.split(b"\n\n"):
-                data = _sse_fields(raw)[1]
+                data = sse_fields(raw)[1]
                 if data:
                     items.append(self._json(data))
         return "".join(t for item in items for t in self._texts(item) if isinstance(t, str))
@@ -167,7 +167,7 @@ class OpenAIDecoder(Decoder):
 
     def decode(self, raw: bytes) -> Any:
         """A chunk dict."""
-        _, data = _sse_fields(raw)
+        _, data = sse_fields(raw)
         if not data:
             return None  # a comment or keep-alive
         if data == b"[DONE]":
@@ -226,7 +226,7 @@ class AnthropicDecoder(Decoder):
             name = _ANTHROPIC_BULK.get(raw[7:nl].rstrip())
             if name is not None and raw.startswith(b"data: ", nl + 1):
                 return name, self._pass(raw, raw[nl + 7 :])
-        event, data = _sse_fields(raw)
+        event, data = sse_fields(raw)
         if not data:
             return None
         obj = self._json(data)
@@ -274,7 +274,7 @@ class GeminiDecoder(Decoder):
 
     def decode(self, raw: bytes) -> Any:
         """A response dict."""
-        _, data = _sse_fields(raw)
+        _, data = sse_fields(raw)
         if not data:
             return None
         obj = self._json(data)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.envelopes import ANTHROPIC
-from gateway.streaming import _sse_fields
+from gateway.streaming import sse_fields
 from gateway.usage import Usage
 
 
@@ -89,7 +89,7 @@ class StreamCollector:
                 return
             self._buf = buf[end + 2 :]
             for raw in buf[:end].split(b"\n\n"):
-                event, payload = _sse_fields(raw.strip(b"\n"))
+                event, payload = sse_fields(raw.strip(b"\n"))
                 if not payload:
                     continue  # a blank line too many, a comment, a keep-alive
                 _need(not self._done)  # nothing follows the end
