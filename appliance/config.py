@@ -71,6 +71,8 @@ class LogConfig:
 
     level: str = "info"
     access_log: bool = False
+    # json: one object per line for the journal (the box); text: for a developer's terminal.
+    format: str = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,13 @@ class LedgerConfig:
     """The per-request ledger: how long raw records are kept (hourly rollups are kept)."""
 
     retention_days: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The audit trail: how often both hash chains' heads go to the system log."""
+
+    head_interval_s: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +160,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
@@ -190,6 +200,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "vault": VaultConfig,
     "ledger": LedgerConfig,
+    "audit": AuditConfig,
     "budgets": BudgetsConfig,
     "alerts": AlertsConfig,
     "cache": CacheConfig,
@@ -237,6 +248,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("[usage] commit_window_ms must be 0-100")
     if cfg.log.level not in LOG_LEVELS:
         raise ConfigError(f"[log] level must be one of {', '.join(LOG_LEVELS)}")
+    if cfg.log.format not in ("json", "text"):
+        raise ConfigError(f"[log] format must be one of json, text, got {cfg.log.format!r}")
     if cfg.box.series not in SERIES:
         raise ConfigError(
             f"[box] series must be one of {', '.join(SERIES)}, got {cfg.box.series!r}"
@@ -266,6 +279,8 @@ def _validate_governance(cfg: Config) -> None:
         raise ConfigError(f"[box] currency must be an ISO 4217 code, got {cfg.box.currency!r}")
     if cfg.ledger.retention_days < 1:
         raise ConfigError("[ledger] retention_days must be >= 1")
+    if not 1 <= cfg.audit.head_interval_s <= 86400:
+        raise ConfigError("[audit] head_interval_s must be 1-86400 seconds")
     b = cfg.budgets
     if b.reserve_output_ceiling < 1:
         raise ConfigError("[budgets] reserve_output_ceiling must be >= 1")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from appliance.config import Config
 from appliance.errors import ConfigError
+from appliance.logs import make_handler
 from appliance.store import open_store
 from appliance.vault import VaultError, open_vault
 from gateway.admin.unix_socket import SOCKET_NAME, start_admin_socket
@@ -38,13 +39,13 @@ def tune_gc() -> None:
 
 
 def setup_logging(cfg: Config) -> None:
-    """Plain, timestamped logs to stderr (journald adds its own metadata on the box)."""
-    logging.basicConfig(
-        level=cfg.log.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        stream=sys.stderr,
-    )
+    """Log lines to stderr: JSON (the box) or text (`[log] format`), secrets redacted.
+
+    stderr, not stdout: stdout carries the banner that people and scripts read (the URL, the
+    first admin token, next steps), and journald captures both streams on the box.
+    """
+    handler = make_handler(cfg.log.format, sys.stderr)
+    logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler], force=True)
 
 
 def _next_steps(cfg: Config, url: str, gw: Gateway, admin_token: str | None) -> str:

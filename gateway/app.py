@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from appliance.logs import bind_trace, reset_trace
 from gateway.admin import build_admin_app
 from gateway.api import anthropic, health, openai
 from gateway.api.common import CALL, GATEWAY
@@ -50,6 +51,7 @@ async def data_plane(request: web.Request, handler: Handler) -> web.StreamRespon
     request[CALL] = call
     gw = request.app[GATEWAY]
     gw.inflight += 1
+    bound = bind_trace(trace_id)  # every log line of the request (and its tasks) carries it
     try:
         if path.startswith("/v1/"):
             try:
@@ -59,6 +61,7 @@ async def data_plane(request: web.Request, handler: Handler) -> web.StreamRespon
         return await _serve(gw, request, handler, call)
     finally:
         gw.inflight -= 1
+        reset_trace(bound)  # lines logged after the request must not claim its trace id
 
 
 def _authenticate(gw: Gateway, request: web.Request, call: Call) -> None:
