@@ -46,8 +46,15 @@ class Price:
         rounded once, not per part, so a request is never charged more than a micro-unit over
         its exact cost; integer arithmetic throughout.
         """
-        input_tokens, output_tokens = max(input_tokens, 0), max(output_tokens, 0)
-        cached = min(max(cached_tokens, 0), input_tokens)
+        # Conditionals, not max()/min(): on the hot path (budgets, billing, the cheapest
+        # strategy) each builtin call cost more than the arithmetic.
+        if input_tokens < 0:
+            input_tokens = 0
+        if output_tokens < 0:
+            output_tokens = 0
+        cached = cached_tokens if cached_tokens > 0 else 0
+        if cached > input_tokens:
+            cached = input_tokens
         cached_rate = self.input_micros if self.cached_micros is None else self.cached_micros
         scaled = (
             (input_tokens - cached) * self.input_micros

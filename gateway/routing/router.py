@@ -14,27 +14,26 @@ confidentiality) or is unavailable (open circuit, 429 cooldown) is skipped; the 
 orders the rest; the plan keeps `max_attempts` of them. A tier whose deployments are all
 skipped gives way to the whole route; a route whose deployments are all down gives way to
 its fallback alias (a degraded plan).
+
+A decision should cost a few µs (`python -m bench.routing`): what does not depend on the
+request (capability bits, reason texts, the candidates whose reason has no per-request number,
+the strategy's function) is worked out once, when the Router is built.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import NamedTuple
 
 from gateway.errors import ModelNotFound
 from gateway.money import MICROS as _MICROS
 from gateway.pricing.book import PriceBook
-from gateway.routing.features import (
-    NEEDS_CONFIDENTIAL,
-    NEEDS_JSON,
-    NEEDS_TOOLS,
-    NEEDS_VISION,
-    RequestFeatures,
-)
+from gateway.routing.features import RequestFeatures, capabilities
 from gateway.routing.health import Health
-from gateway.routing.model import Deployment, Route, TierWhen
+from gateway.routing.model import Deployment, Route, Tier, TierWhen
 
 ROUTE_REASON_HEADER = "x-aigw-route-reason"
 DEGRADED_HEADER = "x-aigw-degraded"
@@ -43,8 +42,10 @@ EXPLORE = 0.1  # least latency: the chance that an unmeasured deployment goes fi
 _LATENCY = "least latency {:.0f} ms {}"
 _UNTRIED = "least latency: untried, probe {}"
 _FAIL_LATENCY, _FAIL_UNTRIED = "failover: " + _LATENCY, "failover: " + _UNTRIED
+_WEIGHTED = "weighted {}/{} {}"
 _CHEAPEST = "cheapest fitting {} (~{}.{:06d} {} for {}+{} tokens)"
-_Ordered = list[tuple[Deployment, str, tuple[object, ...]]]
+_FAIL_CHEAPEST = "failover: " + _CHEAPEST
+_COST = itemgetter(0)
 
 
 class Candidate(NamedTuple):
@@ -100,46 +101,102 @@ def _skips(skipped: Sequence[Skipped]) -> str:
     return "; ".join(f"{s.deployment.label} {s.why}" for s in skipped)
 
 
-def _caps(d: Deployment) -> int:
-    return (
-        (NEEDS_TOOLS if d.tools else 0)
-        | (NEEDS_VISION if d.vision else 0)
-        | (NEEDS_JSON if d.json_mode else 0)
-        | (NEEDS_CONFIDENTIAL if d.confidential else 0)
+def _skipped_tail(skipped: Sequence[Skipped]) -> str:
+    """What the first candidate's reason ends with when deployments were skipped."""
+    return f" (skipped: {_skips(skipped)})"
+
+
+# A NamedTuple's generated __new__ is a Python function, a call that costs more than the
+# tuple: the hot path builds Candidates, Skipped and Plans with tuple.__new__, every field
+# given.
+_new = tuple.__new__
+
+
+class _Entry:
+    """A deployment of a pool with what the hot path reads of it, worked out when the router
+    is built: nothing here depends on the request, so no request pays for it. The candidates
+    whose reason has no per-request number are built here too, with the pool's head (tuples:
+    plans share them)."""
+
+    __slots__ = (
+        "deployment",
+        "failover",
+        "failover_unpriced",
+        "first",
+        "id",
+        "label",
+        "lacks",
+        "model",
+        "provider",
+        "rank",
+        "unpriced",
+        "weight",
+        "window",
     )
+
+    def __init__(self, d: Deployment, place: int, head: str) -> None:
+        self.deployment = d
+        self.id, self.weight = d.id, d.weight
+        self.provider, self.model = d.provider, d.upstream_model  # the price book's key
+        self.lacks = ~capabilities(d)  # the NEEDS_* bits it cannot serve
+        self.window = d.context_window or 1 << 62  # unknown: never filtered on
+        self.label = d.label  # a property that formats on every read
+        self.rank = rank = f"priority #{place} {self.label}"  # place: 1-based, in the pool
+        self.first = _new(Candidate, (d, head, rank, (), ""))
+        self.failover = _new(Candidate, (d, head, "failover: " + rank, (), ""))
+        self.unpriced = _new(Candidate, (d, head, "unpriced " + rank, (), ""))
+        self.failover_unpriced = _new(Candidate, (d, head, "failover: unpriced " + rank, (), ""))
 
 
 class _Pool:
-    """Deployments in priority order with what the hot path reads of them, worked out once."""
+    """The deployments a request may be planned over, in priority order: the whole route, a
+    tier's subset, or the whole route after a tier gave way; with the head of their reasons,
+    the tier that led there and, for a tier, the pool it gives way to."""
 
-    __slots__ = ("deployments", "entries", "failover", "rank")
+    __slots__ = ("entries", "fallback", "head", "tier", "total_weight")
 
-    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
-        self.deployments = deployments
-        # (deployment, capabilities it lacks as NEEDS_* bits, context window or a huge one)
-        self.entries = tuple((d, ~_caps(d), d.context_window or 1 << 62) for d in deployments)
-        self.rank = {d.id: f"priority #{i} {d.label}" for i, d in enumerate(deployments, 1)}
-        self.failover = {i: "failover: " + r for i, r in self.rank.items()}
+    def __init__(
+        self,
+        deployments: tuple[Deployment, ...],
+        head: str = "",
+        tier: str | None = None,
+        fallback: _Pool | None = None,
+    ) -> None:
+        self.entries = tuple(_Entry(d, i, head) for i, d in enumerate(deployments, 1))
+        self.head, self.tier, self.fallback = head, tier, fallback
+        self.total_weight = sum(d.weight for d in deployments)  # when none is left out
+
+
+# A strategy orders a pool's eligible entries (a non-empty list, in priority order) into
+# candidates, each with its reason.
+_Strategy = Callable[["Router", _Pool, list[_Entry], RequestFeatures], list[Candidate]]
 
 
 class _Compiled:
-    """A route with its tier subsets and reason prefixes worked out once."""
+    """A route with its strategy, tier pools and reason heads worked out once."""
 
-    __slots__ = ("all", "route", "tiers")
+    __slots__ = ("all", "order", "route", "tiers")
 
     def __init__(self, route: Route) -> None:
         self.route = route
-        self.all = _Pool(route.deployments)
+        # An unknown strategy (build_route refuses one) orders by priority.
+        self.order: _Strategy = _STRATEGIES.get(route.strategy, Router._priority)
+        # The whole route is planned over when no tier matched.
+        self.all = _Pool(route.deployments, "no tier matched → " if route.tiers else "")
         by_id = {d.id: d for d in route.deployments}
-        self.tiers: tuple[tuple[TierWhen, _Pool, str, str], ...] = tuple(
-            (
-                t.when,
-                _Pool(tuple(by_id[i] for i in t.use)),
-                f"tier {t.name!r} ({t.when.describe()}) → ",
-                t.name,
-            )
-            for t in route.tiers
+        self.tiers = tuple(
+            (t.when, _tier_pool(route, t, tuple(by_id[i] for i in t.use))) for t in route.tiers
         )
+
+
+def _tier_pool(route: Route, t: Tier, deployments: tuple[Deployment, ...]) -> _Pool:
+    """A tier's pool, giving way to the whole route when none of it can serve."""
+    whole = _Pool(
+        route.deployments,
+        f"tier {t.name!r} has no deployment that can serve → whole route: ",
+        t.name,
+    )
+    return _Pool(deployments, f"tier {t.name!r} ({t.when.describe()}) → ", t.name, whole)
 
 
 def _matches(w: TierWhen, f: RequestFeatures) -> bool:
@@ -211,38 +268,34 @@ class Router:
         visited: tuple[str, ...],
     ) -> Plan:
         route = c.route
-        pool, head, tier = c.all, "", None
-        for when, tier_pool, tier_head, name in c.tiers:
-            if _matches(when, f):
-                pool, head, tier = tier_pool, tier_head, name
+        pool = c.all
+        for when, tier_pool in c.tiers:
+            if _matches(when, f):  # the first match wins
+                pool = tier_pool
                 break
-        else:
-            if c.tiers:
-                head = "no tier matched → "
         eligible, skipped, down = self._filter(pool, f, now)
-        if not eligible and tier is not None:
-            head = f"tier {tier!r} has no deployment that can serve → whole route: "
-            pool = c.all
+        if not eligible and pool.fallback is not None:
+            pool = pool.fallback
             eligible, skipped, down = self._filter(pool, f, now)
         if not eligible:
-            return self._nothing(c, requested, f, now, visited, skipped, down, tier)
-        ordered = self._order(route.strategy, pool, eligible, f)
-        first, why, args = ordered[0]
-        candidates = [
-            Candidate(first, head, why, args, f" (skipped: {_skips(skipped)})" if skipped else "")
-        ]
-        for d, why, args in ordered[1 : route.max_attempts]:
-            candidates.append(Candidate(d, head, why, args))
-        return Plan(
+            return self._nothing(c, requested, f, now, visited, skipped, down, pool.tier)
+        candidates = c.order(self, pool, eligible, f)
+        if len(candidates) > route.max_attempts:
+            del candidates[route.max_attempts :]
+        if skipped:
+            d, head, why, args, _ = candidates[0]
+            candidates[0] = _new(Candidate, (d, head, why, args, _skipped_tail(skipped)))
+        plan = (
             requested,
             route.alias,
             tuple(candidates),
             tuple(skipped),
             False,
-            tier,
+            pool.tier,
             route.max_seconds,
             None,
         )
+        return _new(Plan, plan)
 
     def _nothing(
         self,
@@ -280,104 +333,125 @@ class Router:
 
     def _filter(
         self, pool: _Pool, f: RequestFeatures, now: float
-    ) -> tuple[list[Deployment], list[Skipped], bool]:
+    ) -> tuple[list[_Entry], list[Skipped], bool]:
         """The pool's deployments that can serve now; the others with why; whether any was
         left out for its health (which is what degradation to the fallback alias needs)."""
-        eligible: list[Deployment] = []
+        eligible: list[_Entry] = []
         skipped: list[Skipped] = []
         down = False
         available = self.health.available
         needs, tokens = f.needs, f.tokens_needed
-        for d, lacks, window in pool.entries:
-            if needs & lacks or tokens > window:
-                skipped.append(Skipped(d, _unfit(d, f)))
-            elif available(d.id, now):
-                eligible.append(d)
+        for e in pool.entries:
+            if needs & e.lacks or tokens > e.window:
+                skipped.append(_new(Skipped, (e.deployment, _unfit(e.deployment, f))))
+            elif available(e.id, now):
+                eligible.append(e)
             else:
-                skipped.append(Skipped(d, self.health.why_unavailable(d.id, now)))
+                why = self.health.why_unavailable(e.id, now)
+                skipped.append(_new(Skipped, (e.deployment, why)))
                 down = True
         return eligible, skipped, down
 
-    def _order(
-        self, strategy: str, pool: _Pool, eligible: list[Deployment], f: RequestFeatures
-    ) -> _Ordered:
-        """The eligible deployments in the strategy's order, each with its reason (a format
-        string and its arguments)."""
-        if strategy == "weighted":
-            return self._weighted(pool, eligible)
-        if strategy == "least_latency":
-            return self._least_latency(eligible)
-        if strategy == "cheapest":
-            return self._cheapest(pool, eligible, f)
-        fail = pool.failover
-        first = eligible[0]
-        out: _Ordered = [(first, pool.rank[first.id], ())]
-        out += [(d, fail[d.id], ()) for d in eligible[1:]]
+    # The strategies (see _Strategy). Only the first candidate's reason goes without
+    # "failover: ".
+
+    def _priority(self, pool: _Pool, eligible: list[_Entry], f: RequestFeatures) -> list[Candidate]:
+        """In the route's order."""
+        out = [eligible[0].first]
+        for e in eligible[1:]:
+            out.append(e.failover)
         return out
 
-    def _weighted(self, pool: _Pool, eligible: list[Deployment]) -> _Ordered:
-        total = sum(d.weight for d in eligible)
-        fail = pool.failover
+    def _weighted(self, pool: _Pool, eligible: list[_Entry], f: RequestFeatures) -> list[Candidate]:
+        """One drawn by weight first, then the others in the route's order."""
+        if len(eligible) == len(pool.entries):  # none left out: the sum is known
+            total = pool.total_weight
+        else:
+            total = sum(e.weight for e in eligible)
         if total <= 0:  # every weight 0: weights say nothing, priority decides
-            return [(d, "weighted (all weights 0): " + pool.rank[d.id], ()) for d in eligible]
+            head = pool.head
+            return [
+                _new(Candidate, (e.deployment, head, "weighted (all weights 0): " + e.rank, (), ""))
+                for e in eligible
+            ]
         point = self._rng.random() * total
         chosen = eligible[-1]
-        for d in eligible:
-            point -= d.weight
+        for e in eligible:
+            point -= e.weight
             if point < 0:
-                chosen = d
+                chosen = e
                 break
-        out: _Ordered = [(chosen, "weighted {}/{} {}", (chosen.weight, total, chosen.label))]
-        out += [(d, fail[d.id], ()) for d in eligible if d is not chosen]
+        args = (chosen.weight, total, chosen.label)
+        out = [_new(Candidate, (chosen.deployment, pool.head, _WEIGHTED, args, ""))]
+        for e in eligible:
+            if e is not chosen:
+                out.append(e.failover)
         return out
 
-    def _least_latency(self, eligible: list[Deployment]) -> _Ordered:
+    def _least_latency(
+        self, pool: _Pool, eligible: list[_Entry], f: RequestFeatures
+    ) -> list[Candidate]:
+        """Fastest first token first (moving averages); the untried ones after them, but the
+        first untried one leads when none is measured, else with the chance `explore`."""
         latency = self.health.latency
-        measured: list[tuple[float, int, Deployment]] = []
-        untried: list[Deployment] = []
-        for i, d in enumerate(eligible):
-            seconds = latency(d.id)
+        measured: list[tuple[float, int, _Entry]] = []
+        untried: list[_Entry] = []
+        for i, e in enumerate(eligible):
+            seconds = latency(e.id)
             if seconds is None:
-                untried.append(d)
+                untried.append(e)
             else:
-                measured.append((seconds, i, d))
-        measured.sort()
-        out: _Ordered = [(d, _FAIL_LATENCY, (s * 1000, d.label)) for s, _, d in measured]
-        out += [(d, _FAIL_UNTRIED, (d.label,)) for d in untried]
+                measured.append((seconds, i, e))
+        measured.sort()  # positions are unique: entries are never compared
+        head = pool.head
+        out: list[Candidate] = []
         if untried and (not measured or self._rng.random() < self._explore):
-            probe = untried[0]
-            out.remove((probe, _FAIL_UNTRIED, (probe.label,)))
-            out.insert(0, (probe, _UNTRIED, (probe.label,)))
-        else:
-            d, _, args = out[0]
-            out[0] = (d, _LATENCY, args)
+            probe = untried.pop(0)  # explores ahead of the measured ones
+            out.append(_new(Candidate, (probe.deployment, head, _UNTRIED, (probe.label,), "")))
+        why = _FAIL_LATENCY if out else _LATENCY
+        for seconds, _, e in measured:
+            out.append(_new(Candidate, (e.deployment, head, why, (seconds * 1000, e.label), "")))
+            why = _FAIL_LATENCY
+        for e in untried:
+            out.append(_new(Candidate, (e.deployment, head, _FAIL_UNTRIED, (e.label,), "")))
         return out
 
-    def _cheapest(self, pool: _Pool, eligible: list[Deployment], f: RequestFeatures) -> _Ordered:
+    def _cheapest(self, pool: _Pool, eligible: list[_Entry], f: RequestFeatures) -> list[Candidate]:
+        """Cheapest first for the prompt and the expected output (the request's max_tokens
+        when lower), by today's prices; unpriced deployments last, in the route's order."""
         out = self._expected
         if f.max_output_tokens is not None and f.max_output_tokens < out:
             out = f.max_output_tokens
         tokens = f.prompt_tokens
-        lookup = self._prices.lookup if self._prices is not None else None
-        wall = time.time()  # prices change by wall-clock date; `now` is the health clock
-        priced: list[tuple[int, int, Deployment, str]] = []
-        unpriced: list[Deployment] = []
-        for i, d in enumerate(eligible):
-            p = lookup(d.provider, d.upstream_model, wall) if lookup is not None else None
-            if p is None:
-                unpriced.append(d)
-            else:  # no cache discount assumed
-                priced.append((p.cost(tokens, out), i, d, p.currency))
-        priced.sort(key=_by_cost)
-        ordered: _Ordered = [
-            (d, _CHEAPEST, (d.label, cost // _MICROS, cost % _MICROS, cur, tokens, out))
-            for cost, _, d, cur in priced
-        ]
-        ordered += [(d, "unpriced " + pool.rank[d.id], ()) for d in unpriced]
-        if len(ordered) > 1:
-            ordered[1:] = [(d, "failover: " + why, args) for d, why, args in ordered[1:]]
-        return ordered
+        priced: list[tuple[int, _Entry, str]] = []
+        unpriced: list[_Entry] = []
+        if self._prices is None:
+            unpriced = eligible
+        else:
+            lookup = self._prices.lookup
+            wall = time.time()  # prices change by wall-clock date; `now` is the health clock
+            for e in eligible:
+                p = lookup(e.provider, e.model, wall)
+                if p is None:
+                    unpriced.append(e)
+                else:  # no cache discount assumed
+                    priced.append((p.cost(tokens, out), e, p.currency))
+            priced.sort(key=_COST)  # stable: equal costs stay in priority order
+        head = pool.head
+        candidates: list[Candidate] = []
+        why = _CHEAPEST
+        for cost, e, currency in priced:
+            args = (e.label, cost // _MICROS, cost % _MICROS, currency, tokens, out)
+            candidates.append(_new(Candidate, (e.deployment, head, why, args, "")))
+            why = _FAIL_CHEAPEST
+        for e in unpriced:
+            candidates.append(e.failover_unpriced if candidates else e.unpriced)
+        return candidates
 
 
-def _by_cost(entry: tuple[int, int, Deployment, str]) -> tuple[int, int]:
-    return entry[0], entry[1]
+_STRATEGIES: dict[str, _Strategy] = {
+    "priority": Router._priority,
+    "weighted": Router._weighted,
+    "least_latency": Router._least_latency,
+    "cheapest": Router._cheapest,
+}
