@@ -13,10 +13,14 @@ The future a caller awaits resolves after its row is committed, so a killed proc
 acknowledged row. It resolves to False when the commit failed (logged), so that accounting
 trouble is reported rather than turned into a failed client request.
 
-An `on_batch` hook runs inside each batch's transaction after the inserts, with the batch's rows
-grouped by statement: what it writes (the ledger's hourly rollups) commits or rolls back with
-the rows themselves, so the two can never drift apart. Other work that writes the same tables
-(retention) runs through `run_between_batches`, on the loop, between two commits.
+A `before_insert` hook runs inside each batch's transaction before the inserts and may rewrite
+the batch's rows (the ledger's hash chain appends each row's hash there, so the hash is stored
+by the row's own INSERT); what it returns runs only once the batch has committed, so state it
+keeps (the chain's head) never moves past a rolled-back batch. An `on_batch` hook runs inside
+the transaction after the inserts, with the batch's rows grouped by statement: what it writes
+(the ledger's hourly rollups) commits or rolls back with the rows themselves, so the two can
+never drift apart. Other work that writes the same tables (retention) runs through
+`run_between_batches`, on the loop, between two commits.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ _POLL_SECONDS = 1.0
 _Row = tuple[str, tuple[Any, ...], "asyncio.Future[bool]"]
 BatchHook = Callable[[sqlite3.Connection, dict[str, list[tuple[Any, ...]]]], None]
 """Called with the write connection and the batch's parameter tuples keyed by their SQL."""
+InsertHook = Callable[
+    [sqlite3.Connection, dict[str, list[tuple[Any, ...]]]], Callable[[], None] | None
+]
+"""Like BatchHook, before the inserts; may rewrite the batch in place. Returns what to run once
+the batch has committed (None: nothing)."""
 T = TypeVar("T")
 
 
@@ -57,9 +66,11 @@ class GroupCommitWriter:
         window: float = 0.002,
         expected: Callable[[], int] = lambda: 0,
         on_batch: BatchHook | None = None,
+        before_insert: InsertHook | None = None,
     ) -> None:
         self._path = path
         self._on_batch = on_batch
+        self._before_insert = before_insert
         self._batch_max = batch_max
         self._window = window
         # How many rows may still join the open batch (e.g. requests in flight).
@@ -118,8 +129,11 @@ class GroupCommitWriter:
         for sql, params, _ in batch:
             by_sql[sql].append(params)
         ok = True
+        on_commit = None
         try:
             self._conn.execute("BEGIN IMMEDIATE")
+            if self._before_insert is not None:
+                on_commit = self._before_insert(self._conn, by_sql)
             for sql, rows in by_sql.items():
                 self._conn.executemany(sql, rows)
             if self._on_batch is not None:
@@ -139,6 +153,8 @@ class GroupCommitWriter:
                 self._conn.execute("ROLLBACK")
             self.failed += len(batch)
             ok = False
+        if ok and on_commit is not None:
+            on_commit()
         for _, _, fut in batch:
             if not fut.done():
                 fut.set_result(ok)

@@ -38,6 +38,7 @@ import uvloop
 from appliance.store import connect, open_store
 from appliance.writer import GroupCommitWriter
 from gateway.ledger import reports
+from gateway.ledger.chain import LedgerChain
 from gateway.ledger.queries import spent_by
 from gateway.ledger.rollups import apply_rows, ledger_columns, rollup_hook
 from gateway.state import _USAGE_SQL
@@ -113,6 +114,10 @@ class Population:
                     "priced": 1,
                     "cache_hit": 0,
                     "deployment": provider,
+                    "route_reason": None,
+                    "attempts": 1,
+                    "saved_micros": 0,
+                    "detectors": None,
                 }
             )
         return out
@@ -139,17 +144,26 @@ def _row_maker(templates: list[dict[str, Any]]) -> Callable[[int, float], tuple[
 async def _write_phase(path: Path, seconds: float, hook: bool, concurrency: int) -> dict[str, Any]:
     make = _row_maker(Population(2).templates(5000))
     hook_time = [0.0]
-    on_batch = None
-    if hook:
-        inner = rollup_hook(_USAGE_SQL)
+    on_batch = before_insert = None
+    if hook:  # wired as the gateway wires them: the hash chain, then the rollups
+        chain = LedgerChain(_USAGE_SQL)
+        inner = rollup_hook(chain.sql)
 
         def timed(conn: sqlite3.Connection, by_sql: dict[str, list[tuple[Any, ...]]]) -> None:
             t = time.perf_counter()
             inner(conn, by_sql)
             hook_time[0] += time.perf_counter() - t
 
-        on_batch = timed
-    writer = GroupCommitWriter(path, 512, 0.002, lambda: concurrency, on_batch)
+        def chained(conn: sqlite3.Connection, by_sql: dict[str, list[tuple[Any, ...]]]) -> Any:
+            t = time.perf_counter()
+            done = chain.before_insert(conn, by_sql)
+            hook_time[0] += time.perf_counter() - t
+            return done
+
+        on_batch, before_insert = timed, chained
+    writer = GroupCommitWriter(
+        path, 512, 0.002, lambda: concurrency, on_batch, before_insert=before_insert
+    )
     writer.start(asyncio.get_running_loop())
     counter = [0]
     stop = time.monotonic() + seconds

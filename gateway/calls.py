@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from gateway.auth import KeyEntry
 from gateway.governance import Admission
+from gateway.masking import Restorer
 from gateway.pricing import Price
 from gateway.usage import Usage
 
@@ -44,6 +45,8 @@ class Call:
     saved_micros: int = 0  # what a cache hit saved
     stream_failed: bool = False  # the upstream failed after the stream had begun
     admission: Admission | None = None  # the governance charges and reservation to settle
+    detectors: tuple[str, ...] = ()  # masking detectors that fired (names, never values)
+    restorer: Restorer | None = None  # puts masked values back into the answer
 
     def mark_first_byte(self) -> None:
         """Note the time the first byte of the answer reached the client."""

@@ -17,6 +17,7 @@ from gateway.cache import collector
 from gateway.calls import Call
 from gateway.envelopes import ANTHROPIC, OPENAI, stream_error_frame
 from gateway.errors import GatewayError, Unsupported, UpstreamError
+from gateway.masking.sse import StreamUnmasker
 from gateway.providers.base import Adapter
 from gateway.state import Gateway
 from gateway.streaming import (
@@ -228,9 +229,13 @@ async def attempt(
             code="upstream_bad_response",
         ) from None
     _estimate(call, body, lambda: _output_text(up, obj))
-    payload = raw if converted is None else orjson.dumps(converted)
+    answer = obj if converted is None else converted
     if keep is not None:
-        keep(obj if converted is None else converted)
+        keep(answer)  # masked, as sent upstream: each hit restores its own caller's values
+    if call.restorer is not None:
+        payload = orjson.dumps(call.restorer.restore_json(answer))
+    else:
+        payload = raw if converted is None else orjson.dumps(converted)
     return web.Response(body=payload, headers={**JSON_HEADERS, **response_headers(call)})
 
 
@@ -329,6 +334,8 @@ async def _relay(
     encode, finish = _stream_plan(call, up, body)
     # Only a cacheable request pays for collecting; the others skip one None test per read.
     collect = collector(call.api, call.endpoint) if keep is not None else None
+    # Only a request in which something was masked pays for restoring.
+    unmask = StreamUnmasker(call.restorer, call.api == ANTHROPIC) if call.restorer else None
     out: web.StreamResponse | None = None
     try:
         async for region in adapter.events(resp):
@@ -347,7 +354,9 @@ async def _relay(
             if parts:
                 sent = b"".join(parts)
                 if collect is not None:
-                    collect.feed(sent)
+                    collect.feed(sent)  # the masked answer is what the cache keeps
+                if unmask is not None:
+                    sent = unmask.feed(sent)
                 if out is None:
                     out = await _start(request, call)
                 await out.write(sent)  # every read goes out as it came
@@ -383,11 +392,23 @@ async def _relay(
         collect.feed(tail)
         if (answer := collect.result(call.usage)) is not None:
             keep(answer)
+    if unmask is not None:
+        tail = unmask.feed(tail) + unmask.finish()
     await gw.finish(call)
     if out is None:
         out = await _start(request, call)
     await out.write_eof(tail)  # the end marker, after the commit, with the end of the body
     return out
+
+
+def restore_payload(call: Call, payload: bytes, answer: dict[str, Any]) -> bytes:
+    """A cached answer (`payload` as replayed, `answer` its whole body) with this caller's
+    masked values put back."""
+    assert call.restorer is not None
+    if not call.stream:
+        return orjson.dumps(call.restorer.restore_json(answer))
+    unmask = StreamUnmasker(call.restorer, call.api == ANTHROPIC)
+    return unmask.feed(payload) + unmask.finish()
 
 
 class _EventStream(web.StreamResponse):

@@ -18,7 +18,13 @@ from aiohttp import web
 
 from gateway.cache import cache_key, eligibility, is_complete, project_scope, replay
 from gateway.calls import Call
-from gateway.dispatch import JSON_HEADERS, SSE_HEADERS, attempt, client_wants_usage
+from gateway.dispatch import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    attempt,
+    client_wants_usage,
+    restore_payload,
+)
 from gateway.dispatch import response_headers as base_headers
 from gateway.envelopes import ANTHROPIC
 from gateway.errors import (
@@ -29,6 +35,7 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from gateway.masking import Policy, SensitiveDataBlocked, scan_request
 from gateway.pricing import ModelNotPriced
 from gateway.routing import (
     FailureKind,
@@ -47,7 +54,14 @@ from gateway.usage import Usage
 async def forward(
     gw: Gateway, request: web.Request, call: Call, route: Route, body: dict[str, Any]
 ) -> web.StreamResponse:
-    """Answer from the cache, or from the route's deployments."""
+    """Mask what the project's policy says, then answer from the cache, or from the route's
+    deployments."""
+    confidential = False
+    caller = call.key
+    if caller is not None and gw.masking:
+        policy = gw.masking.get(caller.project)
+        if policy is not None:
+            body, confidential = _mask(gw, call, body, policy)
     keep = None
     cache = gw.cache
     if cache is not None:
@@ -61,13 +75,30 @@ async def forward(
                     return _hit(gw, call, route, body, entry)
                 if decision.store:
                     keep = _keeper(gw, call, key)
-    if _simple(route):
+    if _simple(route) and not confidential:
         dep = route.deployments[0]
         _aim(call, dep.provider, dep.upstream_model, None)
         call.attempts = 1
         gw.admit(call, body)
         return await attempt(gw, request, call, gw.adapters[dep.provider], body, keep)
-    return await _failover(gw, request, call, route, body, keep)
+    return await _failover(gw, request, call, route, body, keep, confidential)
+
+
+def _mask(
+    gw: Gateway, call: Call, body: dict[str, Any], policy: Policy
+) -> tuple[dict[str, Any], bool]:
+    """The body to send (before the cache, so the cache holds masked prompts and answers:
+    identical prompts that differ only in masked values share an entry, and each client gets
+    its own values back), and whether only trusted deployments may serve it. A block is
+    refused here, naming the detector only."""
+    result = scan_request(body, call.api, policy)
+    if not result.detectors:
+        return body, False
+    call.detectors = result.detectors  # the ledger names them, also for a refusal
+    if result.blocked_by is not None:
+        raise SensitiveDataBlocked(result.blocked_by)
+    call.restorer = result.restorer
+    return result.body, call.key is not None and call.key.project in gw.sensitive_to_trusted
 
 
 def _simple(route: Route) -> bool:
@@ -94,15 +125,16 @@ async def _failover(
     route: Route,
     body: dict[str, Any],
     keep: Any,
+    confidential: bool = False,
 ) -> web.StreamResponse:
-    features = request_features(body, request.headers, route)
+    features = request_features(body, request.headers, route, confidential=confidential)
     plan = gw.router.plan(route.alias, features, time.monotonic())
     trimmed = ""
     if not plan.candidates and plan.retry_after is None and _may_trim(gw, call, body):
         cut = _trim(body, route, features)
         if cut is not None:
             body, trimmed = cut
-            features = request_features(body, request.headers, route)
+            features = request_features(body, request.headers, route, confidential=confidential)
             plan = gw.router.plan(route.alias, features, time.monotonic())
     if not plan.candidates:
         raise _nothing(plan)
@@ -248,6 +280,8 @@ def _hit(gw: Gateway, call: Call, route: Route, body: dict[str, Any], entry: Any
     call.saved_micros = entry.saved_micros()  # what the answer cost when it was made
     include_usage = call.api != ANTHROPIC and client_wants_usage(body)
     payload = replay(entry, call.stream, include_usage)
+    if call.restorer is not None:  # the entry holds the masked answer; this caller's values
+        payload = restore_payload(call, payload, entry.body)
     call.mark_first_byte()
     kind = SSE_HEADERS if call.stream else JSON_HEADERS
     return web.Response(body=payload, headers={**kind, **base_headers(call)})

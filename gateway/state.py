@@ -13,6 +13,7 @@ import sqlite_utils
 from appliance.config import Config
 from appliance.vault import Vault, VaultError
 from appliance.writer import GroupCommitWriter
+from gateway.audit import HeadLogger
 from gateway.auth import FailureThrottle, KeyIndex
 from gateway.cache import ResponseCache
 from gateway.calls import Call
@@ -25,7 +26,9 @@ from gateway.catalog import (
 )
 from gateway.errors import ModelNotFound
 from gateway.governance import BudgetExceeded, Governance
-from gateway.ledger import Retention, rollup_hook, start_retention
+from gateway.ledger import LedgerChain, Retention, rollup_hook, start_retention
+from gateway.masking import Policy, PolicyError
+from gateway.masking.store import load_policies
 from gateway.metrics import Metrics
 from gateway.pricing import (
     ModelNotPriced,
@@ -56,7 +59,7 @@ _LEDGER_COLUMNS = (
     ("key_id", "NULLIF(?, '')"), ("project", "NULLIF(?, '')"), ("department", "NULLIF(?, '')"),
     ("user", "NULLIF(?, '')"), ("tags", "NULLIF(?, '')"), ("cost_micros", "?"), ("priced", "?"),
     ("cache_hit", "?"), ("deployment", "NULLIF(?, '')"), ("route_reason", "NULLIF(?, '')"),
-    ("attempts", "?"), ("saved_micros", "?"),
+    ("attempts", "?"), ("saved_micros", "?"), ("detectors", "NULLIF(?, '')"),
 )  # fmt: skip
 _USAGE_SQL = (
     f"INSERT INTO usage ({', '.join(c for c, _ in _LEDGER_COLUMNS)}) "
@@ -81,14 +84,17 @@ class Gateway:
         )
         # Requests between their start and their usage row: the writer's batch waits for them.
         self.inflight = 0
+        chain = LedgerChain(_USAGE_SQL)  # each row's hash, stored by the row's own INSERT
         self.writer = GroupCommitWriter(
             cfg.database_path,
             cfg.usage.batch_max,
             cfg.usage.commit_window_ms / 1000,
             lambda: self.inflight,
-            on_batch=rollup_hook(_USAGE_SQL),  # hourly rollups in the rows' own transaction
+            on_batch=rollup_hook(chain.sql),  # hourly rollups in the rows' own transaction
+            before_insert=chain.before_insert,
         )
         self.retention: Retention | None = None
+        self.audit_heads = HeadLogger(self.writer, cfg.audit.head_interval_s)
         self.metrics = Metrics()
         self.snapshot = Snapshot(0, {}, {})
         self.keys = KeyIndex()
@@ -105,6 +111,10 @@ class Gateway:
         self._unpriced_day: dict[tuple[str, str], int] = {}  # model → UTC day it was alerted
         # Projects whose too-long chats are trimmed to fit rather than refused.
         self.context_trim: frozenset[str] = frozenset()
+        # Masking policies by project, and the projects whose requests in which a detector
+        # fired may only go to deployments trusted with confidential data.
+        self.masking: dict[str, Policy] = {}
+        self.sensitive_to_trusted: frozenset[str] = frozenset()
         self.adapters: dict[str, Adapter] = {}
         self._refresher: asyncio.Task[None] | None = None
 
@@ -112,6 +122,7 @@ class Gateway:
         """Load the catalog, start the writer and the refresh loop."""
         self.writer.start(asyncio.get_running_loop())
         self.retention = start_retention(self.writer, self.cfg.ledger.retention_days)
+        self.audit_heads.start()
         seeded = seed_defaults(self.db, currency=self.cfg.box.currency)
         if seeded:
             log.info("loaded %d shipped prices", seeded)
@@ -130,6 +141,7 @@ class Gateway:
             await self.governance.stop()
         if self.retention is not None:
             await self.retention.stop()
+        await self.audit_heads.stop()  # the final heads, before the writer closes
         self.writer.close()
 
     def reload(self) -> None:
@@ -138,9 +150,17 @@ class Gateway:
         keys = KeyIndex.load(self.db)
         prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
         routes = with_models(load_routes(self.db), snap.models)
-        projects = self.db.execute("SELECT name, unpriced, context_trim FROM projects").fetchall()
-        unpriced = {name: policy for name, policy, _ in projects}
-        context_trim = frozenset(name for name, _, trim in projects if trim)
+        projects = self.db.execute(
+            "SELECT name, unpriced, context_trim, sensitive_to_trusted FROM projects"
+        ).fetchall()
+        unpriced = {p[0]: p[1] for p in projects}
+        context_trim = frozenset(p[0] for p in projects if p[2])
+        sensitive_to_trusted = frozenset(p[0] for p in projects if p[3])
+        try:
+            masking = load_policies(self.db)
+        except PolicyError as exc:  # edited by hand into something that does not compile
+            log.error("masking rules not reloaded, the previous ones stay: %s", exc)
+            masking = self.masking
         adapters: dict[str, Adapter] = {}
         for name, provider in snap.providers.items():
             old = self.adapters.get(name)
@@ -157,6 +177,7 @@ class Gateway:
             adapter.set_credential(*self._credential(snap.providers[name]))
         self.snapshot, self.adapters, self.keys = snap, adapters, keys
         self.prices, self.unpriced, self.context_trim = prices, unpriced, context_trim
+        self.masking, self.sensitive_to_trusted = masking, sensitive_to_trusted
         self.routes, self.router = routes, Router(routes, self.health, prices)
         if self.governance is not None:
             self.governance.reload()
@@ -349,5 +370,6 @@ class Gateway:
                 call.route_reason or "",
                 call.attempts,
                 call.saved_micros,
+                ",".join(call.detectors),
             ),
         )

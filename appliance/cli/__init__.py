@@ -13,6 +13,7 @@ import os
 import sys
 
 from appliance.cli._common import Command, Ctx
+from appliance.cli.audit import register_audit
 from appliance.cli.catalog import register_catalog
 from appliance.cli.config import register_config
 from appliance.cli.governance import register_governance
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_prices(sub, common)
     register_admin(sub, common)
     register_reports(sub, common)
+    register_audit(sub, common)
     register_governance(sub, common)
     register_spend(sub, common)
     register_vault(sub, common)

@@ -51,6 +51,30 @@ PROJECTS = Collection(
                 "help": "trim the oldest turns of a prompt too long for every deployment",
             },
         ),
+        Opt(
+            "--sensitive-to-trusted",
+            "sensitive_to_trusted",
+            {
+                "type": on_off,
+                "metavar": "on|off",
+                "help": "send a request in which a masking detector fired only to deployments "
+                "trusted with confidential data",
+            },
+        ),
+        Opt(
+            "--retention",
+            "retention",
+            {
+                "choices": ["none", "metadata", "full"],
+                "help": "what is kept of each request's content: nothing, its metadata, or the "
+                "full prompt and response encrypted in the vault",
+            },
+        ),
+        Opt(
+            "--retention-days",
+            "retention_days",
+            {"type": int, "help": "how long retained content is kept (1-3650 days)"},
+        ),
         *_RATE_LIMITS,
     ],
     filters=["department"],

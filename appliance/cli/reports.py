@@ -1,4 +1,4 @@
-"""`aigw audit` and `aigw usage`: read-only views."""
+"""`aigw usage`: per-request usage, a read-only view (`aigw audit` is in `audit.py`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 
 from appliance.cli._common import Ctx, SubParsers, add_json, emit_rows
 
-AUDIT_COLUMNS = ["id", "ts", "actor", "action", "object_type", "object_id"]
 USAGE_COLUMNS = [
     "ts",
     "model",
@@ -22,13 +21,7 @@ USAGE_COLUMNS = [
 
 
 def register_reports(sub: SubParsers, common: argparse.ArgumentParser) -> None:
-    """Add `aigw audit` and `aigw usage`."""
-    audit = sub.add_parser("audit", parents=[common], help="the audit trail, newest first")
-    audit.add_argument("--limit", type=int, help="rows (default 100, at most 1000)")
-    audit.add_argument("--object-type", help="department, project, user, key, provider, ...")
-    audit.add_argument("--actor", help="e.g. token:adm_..., local:uid=0")
-    add_json(audit)
-    audit.set_defaults(func=show_audit)
+    """Add `aigw usage`."""
     usage = sub.add_parser("usage", parents=[common], help="per-request usage, newest first")
     usage.add_argument("--since", help="ISO time, e.g. 2025-01-31T00:00:00Z")
     usage.add_argument("--until", help="ISO time (exclusive)")
@@ -36,13 +29,6 @@ def register_reports(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     usage.add_argument("--limit", type=int, help="rows (default 100, at most 1000)")
     add_json(usage)
     usage.set_defaults(func=show_usage)
-
-
-def show_audit(ctx: Ctx) -> None:
-    """aigw audit."""
-    a = ctx.args
-    query = {"limit": a.limit, "object_type": a.object_type, "actor": a.actor}
-    emit_rows(ctx, ctx.call("GET", "/audit", query=query)["data"], AUDIT_COLUMNS)
 
 
 def show_usage(ctx: Ctx) -> None:

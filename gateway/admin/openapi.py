@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.admin import alerts as admin_alerts
+from gateway.admin import audit as admin_audit
 from gateway.admin import budgets as admin_budgets
 from gateway.admin import health as admin_health
 from gateway.admin import routing as admin_routing
@@ -186,6 +187,17 @@ OBJECTS: dict[str, dict[str, Any]] = {
             "type": "boolean",
             "description": "trim the oldest turns of a prompt too long for every deployment",
         },
+        sensitive_to_trusted={
+            "type": "boolean",
+            "description": "a request in which a masking detector fired goes only to "
+            "deployments trusted with confidential data",
+        },
+        retention={
+            "type": "string",
+            "enum": ["none", "metadata", "full"],
+            "description": "what is kept of each request's content",
+        },
+        retention_days={"type": "integer", "minimum": 1, "maximum": 3650},
         unpriced={
             "type": "string",
             "enum": ["auto", "refuse", "allow"],
@@ -316,8 +328,9 @@ QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
     "before_id": {"type": "integer", "minimum": 1, "description": "next_before_id of a page"},
 }
-# Budgets, alerts, webhooks, suspensions, routes and health describe their own components.
-for _module in (admin_budgets, admin_alerts, admin_routing, admin_health):
+# Budgets, alerts, webhooks, suspensions, routes, health and the audit trail's searches
+# describe their own components.
+for _module in (admin_budgets, admin_alerts, admin_routing, admin_health, admin_audit):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)
     QUERY.update(_module.QUERY)
@@ -345,17 +358,27 @@ def _body_schema(fields: Mapping[str, Field]) -> dict[str, Any]:
     }
 
 
+def _query_schema(route: Route, name: str) -> dict[str, Any]:
+    """A query parameter's schema; `format` offers the formats this route answers in."""
+    if name != "format":
+        return QUERY[name]
+    formats = ["json", *(["csv"] if route.csv else []), *(["jsonl"] if route.jsonl else [])]
+    return {**QUERY[name], "enum": formats}
+
+
 def _operation(route: Route) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": p, "in": "path", "required": True, "schema": STR}
         for p in re.findall(r"\{(\w+)\}", route.path)
     ]
-    params += [{"name": q, "in": "query", "schema": QUERY[q]} for q in route.query]
+    params += [{"name": q, "in": "query", "schema": _query_schema(route, q)} for q in route.query]
     ok: dict[str, Any] = {"description": "Success"}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(route.response)}}
         if route.csv:
             ok["content"]["text/csv"] = {"schema": {"type": "string"}}
+        if route.jsonl:
+            ok["content"]["application/x-ndjson"] = {"schema": {"type": "string"}}
     responses: dict[str, Any] = {str(route.status): ok}
     error = {"content": {"application/json": {"schema": _ref("Error")}}}
     for status, text in _ERRORS.items():

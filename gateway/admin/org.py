@@ -24,6 +24,10 @@ PROJECT_UPDATE = {
     "description": Field("string"),
     "unpriced": Field("string"),  # auto | refuse | allow: what to do with unpriced models
     "context_trim": Field("boolean"),  # trim a prompt too long for every deployment
+    # A request in which a masking detector fired goes only to trusted deployments.
+    "sensitive_to_trusted": Field("boolean"),
+    "retention": Field("string"),  # none | metadata | full: what content is kept
+    "retention_days": Field("integer"),
     **_RATE_LIMITS,
 }
 USER_CREATE = {
@@ -64,9 +68,10 @@ async def delete_department(request: web.Request) -> web.Response:
 
 
 def _project(row: dict[str, Any]) -> dict[str, Any]:
-    """A project row as the API shows it: `context_trim` as true or false."""
-    if "context_trim" in row:
-        row["context_trim"] = bool(row["context_trim"])
+    """A project row as the API shows it: its switches as true or false."""
+    for flag in ("context_trim", "sensitive_to_trusted"):
+        if flag in row:
+            row[flag] = bool(row[flag])
     return row
 
 

@@ -14,7 +14,7 @@ from gateway.admin.body import query_int
 from gateway.admin.common import OPENAPI, db, listing, ok
 from gateway.catalog import catalog_version
 from gateway.errors import InvalidRequest
-from gateway.tenancy.audit import list_audit, verify_chain
+from gateway.tenancy.audit import list_audit
 
 MAX_PAGE = 1000
 _COUNTED = ("departments", "projects", "users", "keys", "admin_tokens", "providers", "models")
@@ -28,12 +28,6 @@ async def audit(request: web.Request) -> web.Response:
     rows = list_audit(db(request), limit, before_id, q.get("object_type"), q.get("actor"))
     next_id = rows[-1]["id"] if len(rows) == limit else None
     return listing(rows, next_before_id=next_id)
-
-
-async def audit_verify(request: web.Request) -> web.Response:
-    """GET /audit/verify: walk the hash chain; `first_broken_id` is null when intact."""
-    broken = verify_chain(db(request))
-    return ok({"ok": broken is None, "first_broken_id": broken})
 
 
 def _time(request: web.Request, name: str) -> str | None:

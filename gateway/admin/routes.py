@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.admin import (
     alerts,
+    audit,
     budgets,
     catalog,
     health,
@@ -52,6 +53,7 @@ class Route:
     fields: Mapping[str, Field] = field(default_factory=dict)  # the body's fields
     query: tuple[str, ...] = ()  # names of query parameters (see openapi.QUERY)
     csv: bool = False  # the success body may also be text/csv (?format=csv)
+    jsonl: bool = False  # ... or JSON Lines (?format=jsonl)
 
 
 def _crud(
@@ -113,6 +115,7 @@ def _crud(
 
 
 _REPORT_QUERY = ("since", "until", "format")
+_AUDIT_SEARCH = ("since", "until", "limit", "cursor", "order", "format")
 # Spend reports filter by any dimension they group by.
 _DIMENSION_QUERY = ("department", "project", "user", "key", "model", "provider", "tag")
 
@@ -328,10 +331,50 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/audit/verify",
-        reports.audit_verify,
+        audit.verify_admin_chain,
         READ,
-        "Check the audit hash chain",
+        "Check the admin audit trail's hash chain (POST also checks the ledger and the heads)",
         "AuditVerify",
+    ),
+    Route(
+        "POST",
+        "/audit/verify",
+        audit.verify_chains,
+        READ,  # a read: it walks both chains and changes nothing
+        "Walk the admin trail's and the ledger's hash chains; ok, or the first bad record",
+        "AuditVerifyReport",
+        200,
+        "AuditVerifyBody",
+        audit.VERIFY,
+    ),
+    Route(
+        "GET",
+        "/audit/requests",
+        audit.search_requests,
+        FINANCE_READ,  # ledger records are usage, which finance reads
+        "Search ledger records (default: the last 24 hours); format=jsonl streams every match",
+        "AuditRequestPage",
+        query=(*_AUDIT_SEARCH, "trace_id", "key", "user", "project", "status"),
+        jsonl=True,
+    ),
+    Route(
+        "GET",
+        "/audit/requests/{trace_id}",
+        audit.request_timeline,
+        READ,  # it shows admin events too
+        "One request's ledger record(s) and the admin events on its key around that time",
+        "AuditTimeline",
+        query=("since", "until"),
+    ),
+    Route(
+        "GET",
+        "/audit/events",
+        audit.search_events,
+        READ,
+        "Search admin events; format=jsonl streams every match",
+        "AuditEventPage",
+        query=(*_AUDIT_SEARCH, "actor", "action", "object_type", "object_id"),
+        jsonl=True,
     ),
     Route("GET", "/vault", vault.vault_status, READ, "The vault's state", "VaultStatus"),
     Route(

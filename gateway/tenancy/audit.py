@@ -2,12 +2,15 @@
 
 Each row's `hash` covers the previous row's hash and this row's fields, so editing or deleting
 a row breaks the chain at the next one. Secret-ish fields are stripped before anything is
-written: the trail is meant to be exported and read by auditors.
+written: the trail is meant to be exported and read by auditors. `gateway.audit.verify` walks
+this chain and the ledger's, and says what is wrong where.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -32,14 +35,14 @@ def _dump(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _digest(prev_hash: str, fields: list[Any]) -> str:
+def digest(prev_hash: str, fields: list[Any]) -> str:
     """SHA-256 over the previous hash and the canonical JSON (sorted keys) of the fields."""
     canonical = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
 
 
 def record(
-    db: sqlite_utils.Database,
+    db: sqlite_utils.Database | sqlite3.Connection,
     actor: str,
     action: str,
     object_type: str,
@@ -52,11 +55,11 @@ def record(
     prev_hash = last[0] if last else GENESIS
     ts = utcnow()
     before, after = scrub(before), scrub(after)
-    digest = _digest(prev_hash, [ts, actor, action, object_type, object_id, before, after])
+    hashed = digest(prev_hash, [ts, actor, action, object_type, object_id, before, after])
     cursor = db.execute(
         "INSERT INTO audit (ts, actor, action, object_type, object_id, before, after, "
         "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [ts, actor, action, object_type, object_id, _dump(before), _dump(after), prev_hash, digest],
+        [ts, actor, action, object_type, object_id, _dump(before), _dump(after), prev_hash, hashed],
     )
     return int(cursor.lastrowid or 0)
 
@@ -65,20 +68,27 @@ def _loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
+def entry_fields(row: Mapping[str, Any] | sqlite3.Row) -> list[Any]:
+    """What a stored row's hash covers, in the order `record` hashed it."""
+    return [
+        row["ts"],
+        row["actor"],
+        row["action"],
+        row["object_type"],
+        row["object_id"],
+        _loads(row["before"]),
+        _loads(row["after"]),
+    ]
+
+
 def verify_chain(db: sqlite_utils.Database) -> int | None:
-    """The id of the first row whose link or content does not check out; None when intact."""
+    """The id of the first row whose link or content does not check out; None when intact.
+
+    The quick check; `gateway.audit.verify` also says what is wrong and checks the ledger.
+    """
     expected = GENESIS
     for row in db.query("SELECT * FROM audit ORDER BY id"):
-        fields = [
-            row["ts"],
-            row["actor"],
-            row["action"],
-            row["object_type"],
-            row["object_id"],
-            _loads(row["before"]),
-            _loads(row["after"]),
-        ]
-        if row["prev_hash"] != expected or row["hash"] != _digest(expected, fields):
+        if row["prev_hash"] != expected or row["hash"] != digest(expected, entry_fields(row)):
             return int(row["id"])
         expected = row["hash"]
     return None

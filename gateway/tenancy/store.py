@@ -204,24 +204,46 @@ def create_project(
     return _create(db, actor, "projects", "project", row)
 
 
+# Project switches stored as 0/1, and what retention keeps (see gateway.retention).
+_PROJECT_FLAGS = ("context_trim", "sensitive_to_trusted")
+_RETENTION = ("retention", "retention_days")
+RETENTION_MODES = ("none", "metadata", "full")
+
+
 def update_project(
     db: sqlite_utils.Database, actor: str, name: str, changes: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Change a project's description, move it to another department, set its rate limits
     (rpm, tpm), what it does with unpriced models (`unpriced`: auto, refuse or allow; see
     gateway.pricing.policy) or whether a prompt too long for a deployment is trimmed
-    (`context_trim`: true or false; see gateway.routing.trim)."""
-    _checks.only(changes, {"description", "department", "unpriced", "context_trim", *RATE_LIMITS})
+    (`context_trim`: true or false; see gateway.routing.trim), whether a request in which a
+    masking detector fired may go only to deployments trusted with confidential data
+    (`sensitive_to_trusted`), and what content is kept (`retention`: none, metadata or full,
+    for `retention_days`)."""
+    _checks.only(
+        changes,
+        {"description", "department", "unpriced", *_PROJECT_FLAGS, *_RETENTION, *RATE_LIMITS},
+    )
     new: dict[str, Any] = {
         k: _checks.text(k, v)
         for k, v in changes.items()
-        if k not in RATE_LIMITS and k != "context_trim"
+        if k not in RATE_LIMITS and k not in _PROJECT_FLAGS and k != "retention_days"
     }
     new.update(_rate_limits(changes))
-    if "context_trim" in changes:
-        if not isinstance(changes["context_trim"], bool):
-            raise InvalidRequest("'context_trim' must be true or false", param="context_trim")
-        new["context_trim"] = int(changes["context_trim"])
+    for flag in _PROJECT_FLAGS:
+        if flag in changes:
+            if not isinstance(changes[flag], bool):
+                raise InvalidRequest(f"'{flag}' must be true or false", param=flag)
+            new[flag] = int(changes[flag])
+    if "retention" in new and new["retention"] not in RETENTION_MODES:
+        raise InvalidRequest(
+            f"'retention' must be one of {', '.join(RETENTION_MODES)}", param="retention"
+        )
+    if "retention_days" in changes:
+        days = changes["retention_days"]
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3650:
+            raise InvalidRequest("'retention_days' must be 1 to 3650", param="retention_days")
+        new["retention_days"] = days
     if "unpriced" in new and new["unpriced"] not in UNPRICED_POLICIES:
         raise InvalidRequest(
             f"'unpriced' must be one of {', '.join(UNPRICED_POLICIES)}", param="unpriced"

@@ -51,6 +51,8 @@ def test_file_from_env_and_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
             "[vault] path and key_file must be different",
         ),
         ({"vault": {"keyfile": "/v"}}, "unknown key [vault] keyfile; allowed: kek, path, key_file"),
+        ({"audit": {"head_interval_s": 0}}, "[audit] head_interval_s must be 1-86400 seconds"),
+        ({"audit": {"head_interval_s": 1.5}}, "[audit] head_interval_s must be an integer"),
     ],
 )
 def test_bad_values_are_refused_by_name(data: dict, message: str) -> None:
@@ -58,6 +60,11 @@ def test_bad_values_are_refused_by_name(data: dict, message: str) -> None:
         parse_config(data, "aigw.toml")
     assert message in str(exc.value)
     assert str(exc.value).startswith("aigw.toml")
+
+
+def test_audit_section() -> None:
+    assert parse_config({}).audit.head_interval_s == 300
+    assert parse_config({"audit": {"head_interval_s": 60}}).audit.head_interval_s == 60
 
 
 def test_broken_toml_and_missing_file(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from tests.gateway.admin.conftest import Admin
 # What each role may do, stated independently of the route table it checks.
 EXPECTED = {
     "admin": lambda r: True,
-    "auditor": lambda r: r.method == "GET",
+    # verifying the audit chains walks them and changes nothing, so auditors may POST it
+    "auditor": lambda r: r.method == "GET" or (r.method, r.path) == ("POST", "/audit/verify"),
     "finance": lambda r: (
         (
             r.method == "GET"
@@ -33,6 +34,8 @@ EXPECTED = {
         # spend reports and outcomes: finance reads them and records business value
         or (r.method == "GET" and re.match(r"/(reports|outcomes)\b", r.path) is not None)
         or (r.method == "POST" and r.path == "/outcomes")
+        # ledger records are usage; a request's timeline also shows admin events, so not that
+        or (r.method == "GET" and r.path == "/audit/requests")
     ),
 }
 

@@ -27,7 +27,7 @@ def test_no_secret_comes_back(admin: Admin) -> None:
     token_id = next(
         t["id"] for t in admin.call("GET", "/admin-tokens").body["data"] if t["name"] == "sec-tok"
     )
-    ids = {"id": key_id, "name": "sec-proj", "alias": "none"}
+    ids = {"id": key_id, "name": "sec-proj", "alias": "none", "trace_id": "none"}
     replies = []
     for route in ROUTES:
         if route.method != "GET":

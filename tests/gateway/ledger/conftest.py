@@ -49,6 +49,7 @@ def ledger_row(ts: float, **fields: Any) -> tuple[Any, ...]:
         "route_reason": None,
         "attempts": 1,
         "saved_micros": 0,
+        "detectors": None,
     }
     unknown = set(fields) - set(defaults)
     assert not unknown, unknown

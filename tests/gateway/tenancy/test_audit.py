@@ -103,7 +103,7 @@ def test_a_rehashed_row_still_breaks_the_link_after_it(db: sqlite_utils.Database
     db.execute('UPDATE audit SET after = \'{"description": "forged"}\' WHERE id = 2')
     row = next(iter(db.query("SELECT * FROM audit WHERE id = 2")))
     fields = [row[k] for k in ("ts", "actor", "action", "object_type", "object_id")]
-    forged = audit._digest(row["prev_hash"], [*fields, None, {"description": "forged"}])
+    forged = audit.digest(row["prev_hash"], [*fields, None, {"description": "forged"}])
     db.execute("UPDATE audit SET hash = ?, before = NULL WHERE id = 2", [forged])
     assert audit.verify_chain(db) == 3
 

@@ -1,0 +1,182 @@
+"""``python -m bench.masking``: what scanning and masking a prompt costs, in µs per KB.
+
+Three prompts, each the user message of an OpenAI chat body with a short system message, under
+a policy with every built-in detector on and action `mask`: a clean English prompt (~4 KB, no
+sensitive data: the fast path), a dense one (~4 KB of customer records, each with an email, a
+phone number and a card number, all different), and a large one (64 KB of prose with a record
+every ~2 KB). `scan_request` is the whole request-side step (walk the body, detect, mask, copy
+the changed containers). Restoring is measured on an answer that repeats the masked prompt:
+`restore_text` in one piece, and a `stream()` fed 16-character deltas. Prints a Markdown
+table; the issue's target is a scan of at most 50 µs per KB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gateway.masking import BUILTIN, Policy, Restorer, scan_request
+
+TARGET_US_PER_KB = 50.0
+
+_PROSE = (
+    "Thanks for joining the planning call on Tuesday. As discussed, the team will move the "
+    "quarterly report to the new pipeline before the release, and we expect the migration "
+    "to take about 3 weeks. ",
+    "Could you summarise the attached meeting notes in plain language? Focus on the decisions, "
+    "the open questions and who owns each follow-up; keep it under 200 words. ",
+    "The latency budget for the search service is 250 ms at the 99th percentile, and version "
+    "2.4.1 of the client library still retries too eagerly (see section 4.2 of the design). ",
+    "Our customers in Europe asked for invoices in their own currency: the finance team "
+    "proposed a switch in Q3, after the audit, with a fallback to USD for older contracts. ",
+    "Please rewrite the following paragraph so that it reads well for a non-technical "
+    "audience, without losing the point about data retention and the 30-day deletion window. ",
+    "Note: the on-call rotation changes at 09:00 on Monday; escalations go to the platform "
+    "lead first, then to the incident channel [priority: high] if nobody answers in 15 min. ",
+)
+
+
+def _luhn_complete(body: str) -> str:
+    """`body` with the Luhn check digit appended."""
+    total = 0
+    for i, c in enumerate(reversed(body)):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return body + str((10 - total % 10) % 10)
+
+
+def _record(i: int) -> str:
+    card = _luhn_complete(f"4{i:014d}"[:15])
+    grouped = " ".join(card[k : k + 4] for k in range(0, 16, 4))
+    return (
+        f"Customer #{i}: Jane Doe{i} <jane.doe{i}@example{i % 7}.com>, phone "
+        f"+1 415 555 {1000 + i:04d}, card {grouped}; asked about the renewal of plan {i % 5} "
+        f"and the invoice dated 2024-05-{1 + i % 28:02d}.\n"
+    )
+
+
+def clean_prompt(size: int = 4096) -> str:
+    """English prose without sensitive data, `size` characters."""
+    out = ""
+    i = 0
+    while len(out) < size:
+        out += _PROSE[i % len(_PROSE)]
+        i += 1
+    return out[:size].rsplit(" ", 1)[0]
+
+
+def dense_prompt(size: int = 4096) -> str:
+    """Customer records, each with a different email, phone and card."""
+    out = "Here are the customers who called this week:\n"
+    i = 0
+    while len(out) + len(_record(i)) <= size:
+        out += _record(i)
+        i += 1
+    return out
+
+
+def large_prompt(size: int = 65536) -> str:
+    """Prose with one customer record about every 2 KB."""
+    out = ""
+    i = 0
+    while len(out) < size - 200:
+        out += clean_prompt(1900) + "\n" + _record(i)
+        i += 1
+    return out
+
+
+def _body(prompt: str) -> dict[str, Any]:
+    return {
+        "model": "bench-model",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant for the support team."},
+            {"role": "user", "content": prompt},
+        ],
+    }
+
+
+def _best(fn: Callable[[], object], rounds: int) -> float:
+    """CPU µs per call: the best of 5 runs of `rounds` // 5 calls. CPU time, not wall time:
+    on a shared 2-core box a wall clock also counts the time other processes ran."""
+    for _ in range(3):
+        fn()
+    n = max(rounds // 5, 1)
+    best = float("inf")
+    for _ in range(5):
+        start = time.process_time()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.process_time() - start) / n * 1e6)
+    return best
+
+
+def _stream(restorer: Restorer, text: str) -> str:
+    s = restorer.stream()
+    return "".join(s.feed(text[i : i + 16]) for i in range(0, len(text), 16)) + s.flush()
+
+
+def measure(name: str, prompt: str, policy: Policy, rounds: int) -> tuple[str, float, int]:
+    """One table row, the scan's µs per KB and the values masked."""
+    body = _body(prompt)
+    result = scan_request(body, "openai", policy)
+    kb = len(prompt.encode()) / 1024
+    scan = _best(lambda: scan_request(body, "openai", policy), rounds)
+    restorer = result.restorer
+    found = len(restorer.values) if restorer else 0
+    restore = stream = 0.0
+    if restorer is not None:
+        answer = result.body["messages"][1]["content"]
+        assert restorer.restore_text(answer) == prompt
+        assert _stream(restorer, answer) == prompt
+        restore = _best(lambda: restorer.restore_text(answer), rounds)
+        stream = _best(lambda: _stream(restorer, answer), rounds)
+    per_kb = scan / kb
+    ok = "met" if per_kb <= TARGET_US_PER_KB else "NOT met"
+    row = (
+        f"| {name} | {kb:.1f} | {found} | {scan:.0f} | {per_kb:.1f} | {restore:.0f} | "
+        f"{stream:.0f} | {scan + restore:.0f} | ≤ {TARGET_US_PER_KB:.0f} µs/KB: {ok} |"
+    )
+    return row, per_kb, found
+
+
+def main() -> int:
+    """Print the table; exit 1 when a prompt's scan misses the target."""
+    p = argparse.ArgumentParser(prog="python -m bench.masking", description=__doc__)
+    p.add_argument("--rounds", type=int, default=500, help="calls per 4 KB case (64 KB: / 16)")
+    a = p.parse_args()
+    policy = Policy.build(dict.fromkeys(BUILTIN, "mask"))
+    off = Policy()
+    body = _body(clean_prompt())
+    print(
+        f"no rules (policy off): {_best(lambda: scan_request(body, 'openai', off), 10_000):.2f} µs"
+    )
+    print()
+    print(
+        "| prompt | KB | values masked | scan µs | scan µs/KB | restore µs | stream restore µs "
+        "| mask+restore µs | target |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    worst = 0.0
+    per_kb_of = {}
+    for name, prompt, rounds in (
+        ("clean English", clean_prompt(), a.rounds),
+        ("dense (email, phone, card)", dense_prompt(), a.rounds),
+        ("large, 64 KB", large_prompt(), max(a.rounds // 16, 5)),
+    ):
+        row, per_kb, found = measure(name, prompt, policy, rounds)
+        worst = max(worst, per_kb)
+        per_kb_of[name] = (per_kb, found)
+        print(row)
+    # What a value costs beyond the scan of plain text: dense minus clean, per value.
+    clean, _ = per_kb_of["clean English"]
+    dense, values = per_kb_of["dense (email, phone, card)"]
+    kb = len(dense_prompt().encode()) / 1024
+    print()
+    print(f"per value found, checked and masked: {(dense - clean) * kb / values:.1f} µs")
+    return 0 if worst <= TARGET_US_PER_KB else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
