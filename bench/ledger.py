@@ -1,9 +1,9 @@
 """``python -m bench.ledger``: the ledger's write rate with rollups, and report time at scale.
 
 1. **Writes**: closed-loop "requests" (coroutines) queue ledger rows through the real
-   `GroupCommitWriter` with the rollup hook, as `Gateway.finish` does, for `--write-seconds`;
-   records/s sustained, and what the hook costs per row. A shorter run without the hook is the
-   baseline.
+   `GroupCommitWriter` with the hash chain and the rollup hook, as `Gateway.finish` does, for
+   `--write-seconds`; records/s sustained, and what the two hooks cost per row. A shorter run
+   without them is the baseline.
 2. **Reports**: `--records` synthetic records (default 10,000,000) spread over `--days` (90) are
    written with executemany in transactions of 100,000, and each transaction also adds them to
    the rollups through the hook's own code path (`rollups.apply_rows`), so the rollups are what
