@@ -14,6 +14,28 @@ Providers and models have no update in the API: a changed one is deleted and cre
 `appliance.config_routes`) are written whole, after the providers and models they name, in
 fallback order; one whose provider or fallback target is re-created or deleted is deleted
 first and written again.
+
+A project's settings (`context_trim`, `sensitive_to_trusted`, `retention`, `retention_days`)
+sit in its table, and its masking rules in a `masking` table under it: a built-in detector
+names its action, a custom detector (`custom:NAME`) is a table with its action and exactly one
+of `pattern` (a regular expression) or `words`:
+
+    [projects.web]
+    department = "eng"
+    sensitive_to_trusted = true
+    retention = "metadata"
+
+    [projects.web.masking]
+    card = "block"
+    email = "mask"
+
+    [projects.web.masking."custom:codenames"]
+    action = "redact"
+    words = ["falcon", "blue harbor"]
+
+Rules are compared one by one and written with the admin API's PUT (create or replace) after
+the projects, and removed before a project is. Every rule is checked here first, each project's
+set compiled as the gateway would compile it, so a bad pattern stops apply before any change.
 """
 
 from __future__ import annotations
@@ -47,10 +69,11 @@ Call = Callable[..., Any]  # AdminClient-like: call(method, path, body=None, que
 class Spec:
     """One field of an object in the file: its TOML type, and what its absence means."""
 
-    type: str  # "str", "int" or "list"
+    type: str  # "str", "int", "bool" or "list"
     required: bool = False
     default: Any = None  # the value an absent field stands for
     loose: bool = False  # absent means "whatever the box has" (a default the box fills in)
+    create: bool = True  # the API's create takes it; else a change right after the create
 
 
 @dataclass(frozen=True)
@@ -81,7 +104,14 @@ KINDS: dict[str, Kind] = {
             "projects",
             "project",
             "name",
-            {"department": Spec("str", required=True), "description": _TEXT},
+            {
+                "department": Spec("str", required=True),
+                "description": _TEXT,
+                "context_trim": Spec("bool", default=False, create=False),
+                "sensitive_to_trusted": Spec("bool", default=False, create=False),
+                "retention": Spec("str", default="none", create=False),
+                "retention_days": Spec("int", default=30, create=False),
+            },
             refs={"department": "departments"},
         ),
         Kind(
@@ -127,7 +157,11 @@ KINDS: dict[str, Kind] = {
 }
 ROUTES = "routes"  # the section of routes: nested tables, not a flat `Kind`
 SECTIONS = (*KINDS, ROUTES)
+# Masking rules: project → detector → rule, written under each project as `masking`.
+MASKING = "masking"
+RULE_FIELDS = ("action", "pattern", "words")
 KEY_STATUSES = ("active", "disabled", "revoked")
+RETENTION_MODES = ("none", "metadata", "full")  # gateway.tenancy.store's
 Objects = dict[str, dict[str, dict[str, Any]]]  # section → name → fields
 Step = tuple[tuple[int, int], str, str, Any]  # (phase, order), method, path, body
 
@@ -148,13 +182,31 @@ def read_box(call: Call) -> Objects:
         out[kind.section] = {row[kind.key]: _entry(kind, row) for row in rows}
     rows = call("GET", f"/{ROUTES}")["data"]
     out[ROUTES] = {row["alias"]: config_routes.route_entry(row) for row in rows}
+    out[MASKING] = {}
+    for row in call("GET", f"/{MASKING}/rules")["data"]:
+        rule = {f: row.get(f) for f in RULE_FIELDS}
+        out[MASKING].setdefault(row["project"], {})[row["detector"]] = rule
+    return out
+
+
+def _export_rules(rules: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A project's rules as its `masking` table: an action, or a custom detector's table."""
+    out: dict[str, Any] = {}
+    for detector in sorted(rules):
+        rule = rules[detector]
+        if rule["pattern"] is None and rule["words"] is None:
+            out[detector] = rule["action"]
+        else:
+            out[detector] = {f: rule[f] for f in RULE_FIELDS if rule[f] is not None}
     return out
 
 
 def export_text(call: Call) -> str:
     """The box's run-time configuration as TOML (stable: the same box gives the same text)."""
     doc: dict[str, Any] = {"version": FORMAT_VERSION}
-    for section, objects in read_box(call).items():
+    box = read_box(call)
+    masking = box.pop(MASKING)
+    for section, objects in box.items():
         if section == ROUTES:
             if objects:
                 doc[ROUTES] = {n: config_routes.export_route(objects[n]) for n in sorted(objects)}
@@ -168,12 +220,16 @@ def export_text(call: Call) -> str:
                 for f, v in values.items()
                 if v is not None and (v != kind.fields[f].default or f == "status")
             }
+            if section == "projects" and masking.get(name):
+                table[name][MASKING] = _export_rules(masking[name])
         if table:
             doc[section] = table
     return HEADER + tomli_w.dumps(doc)
 
 
 def _type_ok(spec: Spec, value: Any) -> bool:
+    if spec.type == "bool":
+        return isinstance(value, bool)
     if spec.type == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if spec.type == "list":
@@ -181,7 +237,12 @@ def _type_ok(spec: Spec, value: Any) -> bool:
     return isinstance(value, str)
 
 
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "list": "an array of strings"}
+_TYPE_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "bool": "true or false",
+    "list": "an array of strings",
+}
 
 
 def _check_entry(kind: Kind, name: str, raw: Any, where: str) -> dict[str, Any]:
@@ -205,6 +266,8 @@ def _check_entry(kind: Kind, name: str, raw: Any, where: str) -> dict[str, Any]:
         entry[f] = raw[f]
     if kind.section == "keys":
         _normalise_key(entry, here)
+    if kind.section == "projects":
+        _check_project(entry, here)
     if entry.get("base_url"):
         entry["base_url"] = entry["base_url"].rstrip("/")
     return entry
@@ -234,6 +297,49 @@ def _normalise_key(entry: dict[str, Any], here: str) -> None:
         entry["expires_at"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _check_project(entry: dict[str, Any], here: str) -> None:
+    """Refuse up front the project settings the box would refuse."""
+    if entry.get("retention", "none") not in RETENTION_MODES:
+        raise ApplianceError(f"{here} retention must be one of {', '.join(RETENTION_MODES)}")
+    days = entry.get("retention_days", 30)
+    if not 1 <= days <= 3650:
+        raise ApplianceError(f"{here} retention_days must be 1 to 3650, got {days}")
+
+
+def _check_rules(raw: Any, here: str) -> dict[str, dict[str, Any]]:
+    """A project's `masking` table as detector → rule, checked and compiled the way the box
+    checks and compiles it."""
+    from gateway.errors import GatewayError
+    from gateway.masking.store import policy_of
+
+    if not isinstance(raw, dict):
+        raise ApplianceError(f"{here} must be a table of detector = action")
+    rules: dict[str, dict[str, Any]] = {}
+    for detector, value in raw.items():
+        at = f"{here} {detector!r}"
+        spec = {"action": value} if not isinstance(value, dict) else value
+        unknown = sorted(set(spec) - set(RULE_FIELDS))
+        if unknown:
+            raise ApplianceError(
+                f"{at} unknown key {unknown[0]!r}; allowed: action, pattern, words"
+            )
+        if "action" not in spec:
+            raise ApplianceError(f"{at} action is required")
+        rule = {f: spec.get(f) for f in RULE_FIELDS}
+        if not isinstance(rule["action"], str):
+            raise ApplianceError(f"{at} action must be a string, got {rule['action']!r}")
+        if rule["pattern"] is not None and not isinstance(rule["pattern"], str):
+            raise ApplianceError(f"{at} pattern must be a string, got {rule['pattern']!r}")
+        if rule["words"] is not None and not _type_ok(Spec("list"), rule["words"]):
+            raise ApplianceError(f"{at} words must be an array of strings, got {rule['words']!r}")
+        rules[detector] = rule
+    try:
+        policy_of([{"detector": d, **r} for d, r in rules.items()])
+    except GatewayError as exc:
+        raise ApplianceError(f"{here} {exc.message}") from None
+    return rules
+
+
 def parse_file(data: dict[str, Any], where: str) -> Objects:
     """Validate a parsed file; every message names the section, object and key at fault."""
     unknown = sorted(set(data) - set(SECTIONS) - {"version"})
@@ -243,11 +349,17 @@ def parse_file(data: dict[str, Any], where: str) -> Objects:
     version = data.get("version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise ApplianceError(f"{where}: version must be {FORMAT_VERSION}, got {version!r}")
-    out: Objects = {}
+    out: Objects = {MASKING: {}}
     for section, kind in KINDS.items():
         raw = data.get(section, {})
         if not isinstance(raw, dict):
             raise ApplianceError(f"{where}: [{section}] must be a table of tables")
+        if section == "projects":
+            for name, v in raw.items():
+                if isinstance(v, dict) and MASKING in v:
+                    here = f"{where}: [projects.{name}.{MASKING}]"
+                    out[MASKING][name] = _check_rules(v[MASKING], here)
+            raw = {n: _without(v, MASKING) for n, v in raw.items()}
         out[section] = {name: _check_entry(kind, name, v, where) for name, v in raw.items()}
     out[ROUTES] = _check_routes(data.get(ROUTES, {}), out, where)
     for section, kind in KINDS.items():
@@ -259,6 +371,10 @@ def parse_file(data: dict[str, Any], where: str) -> Objects:
                         f"{where}: [{section}.{name}] {f} {ref!r} is not in [{target}] of the file"
                     )
     return out
+
+
+def _without(value: Any, key: str) -> Any:
+    return {k: v for k, v in value.items() if k != key} if isinstance(value, dict) else value
 
 
 def _check_routes(raw: Any, out: Objects, where: str) -> dict[str, dict[str, Any]]:
@@ -298,9 +414,10 @@ def read_file(path: Path) -> Objects:
 # --- the plan -------------------------------------------------------------------------------
 
 # Phases: deletes of catalog objects first (a replaced provider frees its name), organisation
-# creates and updates, key policies, organisation deletes, catalog creates last.
-DEL_ROUTES, DEL_MODELS, DEL_PROVIDERS, ORG, KEYS, DEL_ORG = range(6)
-NEW_PROVIDERS, NEW_MODELS, NEW_ROUTES = range(6, 9)
+# creates and updates, masking rules of the projects, key policies, organisation deletes,
+# catalog creates last.
+DEL_ROUTES, DEL_MODELS, DEL_PROVIDERS, ORG, RULES, KEYS, DEL_ORG = range(7)
+NEW_PROVIDERS, NEW_MODELS, NEW_ROUTES = range(7, 10)
 _UPSERT_PHASE = {"departments": ORG, "users": ORG, "projects": ORG}
 _DELETE_PHASE = {"models": DEL_MODELS, "providers": DEL_PROVIDERS}
 _CREATE_PHASE = {"providers": NEW_PROVIDERS, "models": NEW_MODELS}
@@ -354,6 +471,11 @@ def _create_body(kind: Kind, name: str, want: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _on_create(kind: Kind, f: str) -> bool:
+    """Whether the API's create takes field `f` (the key field is not in `fields`)."""
+    return f not in kind.fields or kind.fields[f].create
+
+
 def _path(kind: Kind, name: str) -> str:
     return f"/{kind.section}/{segment(name)}"
 
@@ -369,9 +491,13 @@ def _org_and_catalog(plan: Plan, box: Objects, file: Objects) -> None:
             have = have_all.get(name)
             create = (_CREATE_PHASE.get(section, ORG), order), "POST", f"/{section}"
             if have is None:
-                plan.changes.append(
-                    Change("+", kind.what, name, steps=[(*create, _create_body(kind, name, want))])
-                )
+                body = _create_body(kind, name, want)
+                # Settings the create does not take follow it as a change (same phase: after).
+                later = {f: body.pop(f) for f in list(body) if not _on_create(kind, f)}
+                steps = [(*create, body)]
+                if later:
+                    steps.append(((ORG, order), "PATCH", _path(kind, name), later))
+                plan.changes.append(Change("+", kind.what, name, steps=steps))
                 continue
             diff = _diff(kind, have, want)
             replaced = section == "models" and have["provider"] in replaced_providers
@@ -491,6 +617,31 @@ def _routes(plan: Plan, box: Objects, file: Objects) -> None:
             plan.changes.append(Change("~", "route", name, why, steps))
 
 
+def _rules(plan: Plan, box: Objects, file: Objects) -> None:
+    """Masking rules written (PUT) once their project exists, removed before it goes."""
+    have_all, want_all = box[MASKING], file[MASKING]
+    for project in sorted(set(have_all) | set(want_all)):
+        have, want = have_all.get(project, {}), want_all.get(project, {})
+        base = f"/projects/{segment(project)}/{MASKING}"
+        for detector in sorted(set(have) | set(want)):
+            name, path = f"{project}/{detector}", f"{base}/{segment(detector)}"
+            if detector not in want:
+                step: Step = ((RULES, 0), "DELETE", path, None)
+                plan.changes.append(Change("-", "masking rule", name, steps=[step]))
+                continue
+            rule = want[detector]
+            if rule == have.get(detector):
+                continue
+            body = {f: v for f, v in rule.items() if v is not None}
+            step = ((RULES, 1), "PUT", path, body)
+            if detector not in have:
+                plan.changes.append(Change("+", "masking rule", name, rule["action"], [step]))
+                continue
+            old = have[detector]
+            diff = {f: (old[f], v) for f, v in rule.items() if old[f] != v}
+            plan.changes.append(Change("~", "masking rule", name, _describe(diff), [step]))
+
+
 def plan(call: Call, file: Objects, where: str = "the file") -> Plan:
     """What it takes to make the box match `file`."""
     box = read_box(call)
@@ -498,6 +649,7 @@ def plan(call: Call, file: Objects, where: str = "the file") -> Plan:
     result = Plan()
     _org_and_catalog(result, box, file)
     _routes(result, box, file)
+    _rules(result, box, file)
     _keys(result, box, file)
     return result
 

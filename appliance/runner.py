@@ -106,7 +106,9 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     admin_token = _bootstrap_admin(db)
     gw = Gateway(cfg, db, vault)
     app = create_app(gw)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    # One access line per request is off by default: the ledger already records every one.
+    access = logging.getLogger("aigw.access") if cfg.log.access_log else None
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=access)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024)
     try:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.auth import KeyEntry
 from gateway.governance import Admission
 from gateway.masking import Restorer
 from gateway.pricing import Price
+from gateway.retention import Retain
 from gateway.usage import Usage
 
 
@@ -47,6 +49,11 @@ class Call:
     admission: Admission | None = None  # the governance charges and reservation to settle
     detectors: tuple[str, ...] = ()  # masking detectors that fired (names, never values)
     restorer: Restorer | None = None  # puts masked values back into the answer
+    # Content retention of the caller's project (None: nothing kept, the common case); then
+    # the client's own body, before masking, and the answer it was sent (full mode).
+    retention: Retain | None = None
+    original_body: dict[str, Any] | None = None
+    answer: Any = None
 
     def mark_first_byte(self) -> None:
         """Note the time the first byte of the answer reached the client."""

@@ -19,6 +19,7 @@ from gateway.envelopes import ANTHROPIC, OPENAI, stream_error_frame
 from gateway.errors import GatewayError, Unsupported, UpstreamError
 from gateway.masking.sse import StreamUnmasker
 from gateway.providers.base import Adapter
+from gateway.retention import FULL
 from gateway.state import Gateway
 from gateway.streaming import (
     ANTHROPIC_STOP,
@@ -233,9 +234,12 @@ async def attempt(
     if keep is not None:
         keep(answer)  # masked, as sent upstream: each hit restores its own caller's values
     if call.restorer is not None:
-        payload = orjson.dumps(call.restorer.restore_json(answer))
+        answer = call.restorer.restore_json(answer)
+        payload = orjson.dumps(answer)
     else:
         payload = raw if converted is None else orjson.dumps(converted)
+    if call.retention is not None:
+        call.answer = answer  # what the client is sent, for content retention
     return web.Response(body=payload, headers={**JSON_HEADERS, **response_headers(call)})
 
 
@@ -336,6 +340,9 @@ async def _relay(
     collect = collector(call.api, call.endpoint) if keep is not None else None
     # Only a request in which something was masked pays for restoring.
     unmask = StreamUnmasker(call.restorer, call.api == ANTHROPIC) if call.restorer else None
+    # Full content retention reads back what the client is sent, restored, into an answer.
+    keeps = call.retention
+    seen = collector(call.api, call.endpoint) if keeps is not None and keeps.mode == FULL else None
     out: web.StreamResponse | None = None
     try:
         async for region in adapter.events(resp):
@@ -357,6 +364,8 @@ async def _relay(
                     collect.feed(sent)  # the masked answer is what the cache keeps
                 if unmask is not None:
                     sent = unmask.feed(sent)
+                if seen is not None:
+                    seen.feed(sent)
                 if out is None:
                     out = await _start(request, call)
                 await out.write(sent)  # every read goes out as it came
@@ -394,6 +403,9 @@ async def _relay(
             keep(answer)
     if unmask is not None:
         tail = unmask.feed(tail) + unmask.finish()
+    if seen is not None:
+        seen.feed(tail)
+        call.answer = seen.result(call.usage)  # None: the stream did not end whole
     await gw.finish(call)
     if out is None:
         out = await _start(request, call)

@@ -58,6 +58,10 @@ async def forward(
     deployments."""
     confidential = False
     caller = call.key
+    if caller is not None and gw.content_retention:  # one lookup, only while a project keeps
+        retain = gw.content_retention.get(caller.project)
+        if retain is not None:
+            call.retention, call.original_body = retain, body  # the client's, before masking
     if caller is not None and gw.masking:
         policy = gw.masking.get(caller.project)
         if policy is not None:
@@ -282,6 +286,9 @@ def _hit(gw: Gateway, call: Call, route: Route, body: dict[str, Any], entry: Any
     payload = replay(entry, call.stream, include_usage)
     if call.restorer is not None:  # the entry holds the masked answer; this caller's values
         payload = restore_payload(call, payload, entry.body)
+    if call.retention is not None:  # what this caller is sent, whole
+        r = call.restorer
+        call.answer = r.restore_json(entry.body) if r is not None else entry.body
     call.mark_first_byte()
     kind = SSE_HEADERS if call.stream else JSON_HEADERS
     return web.Response(body=payload, headers={**kind, **base_headers(call)})

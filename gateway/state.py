@@ -40,6 +40,9 @@ from gateway.pricing import (
 )
 from gateway.providers.base import Adapter, Timeouts
 from gateway.providers.registry import make_adapter
+from gateway.retention import Retain, load_settings
+from gateway.retention.capture import Retainer
+from gateway.retention.purge import ContentPurge, start_purge
 from gateway.routing import Health, Route, Router, load_routes, with_models
 from gateway.tokens import estimate_prompt, prompt_bound
 
@@ -94,6 +97,11 @@ class Gateway:
             before_insert=chain.before_insert,
         )
         self.retention: Retention | None = None
+        # Content retention: project → what it keeps (only projects that keep something),
+        # the capture onto the writer, and the purge job.
+        self.content_retention: dict[str, Retain] = {}
+        self.retainer = Retainer(self.writer, vault)
+        self.content_purge: ContentPurge | None = None
         self.audit_heads = HeadLogger(self.writer, cfg.audit.head_interval_s)
         self.metrics = Metrics()
         self.snapshot = Snapshot(0, {}, {})
@@ -122,6 +130,7 @@ class Gateway:
         """Load the catalog, start the writer and the refresh loop."""
         self.writer.start(asyncio.get_running_loop())
         self.retention = start_retention(self.writer, self.cfg.ledger.retention_days)
+        self.content_purge = start_purge(self.writer)
         self.audit_heads.start()
         seeded = seed_defaults(self.db, currency=self.cfg.box.currency)
         if seeded:
@@ -141,6 +150,8 @@ class Gateway:
             await self.governance.stop()
         if self.retention is not None:
             await self.retention.stop()
+        if self.content_purge is not None:
+            await self.content_purge.stop()
         await self.audit_heads.stop()  # the final heads, before the writer closes
         self.writer.close()
 
@@ -151,11 +162,14 @@ class Gateway:
         prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
         routes = with_models(load_routes(self.db), snap.models)
         projects = self.db.execute(
-            "SELECT name, unpriced, context_trim, sensitive_to_trusted FROM projects"
+            "SELECT name, unpriced, context_trim, sensitive_to_trusted, retention, retention_days "
+            "FROM projects"
         ).fetchall()
         unpriced = {p[0]: p[1] for p in projects}
         context_trim = frozenset(p[0] for p in projects if p[2])
         sensitive_to_trusted = frozenset(p[0] for p in projects if p[3])
+        content_retention = load_settings((p[0], p[4], p[5]) for p in projects)
+        self.retainer.prepare(content_retention)  # the content key, before the first request
         try:
             masking = load_policies(self.db)
         except PolicyError as exc:  # edited by hand into something that does not compile
@@ -178,6 +192,7 @@ class Gateway:
         self.snapshot, self.adapters, self.keys = snap, adapters, keys
         self.prices, self.unpriced, self.context_trim = prices, unpriced, context_trim
         self.masking, self.sensitive_to_trusted = masking, sensitive_to_trusted
+        self.content_retention = content_retention
         self.routes, self.router = routes, Router(routes, self.health, prices)
         if self.governance is not None:
             self.governance.reload()
@@ -339,6 +354,8 @@ class Gateway:
             usage,
             call.upstream_error,
         )
+        if call.retention is not None:  # queued first: it commits with the ledger row (or before)
+            self.retainer.capture(call, call.retention)
         return self.writer.insert(
             _USAGE_SQL,
             (

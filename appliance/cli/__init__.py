@@ -18,6 +18,7 @@ from appliance.cli.catalog import register_catalog
 from appliance.cli.config import register_config
 from appliance.cli.governance import register_governance
 from appliance.cli.keys import register_admin, register_keys
+from appliance.cli.masking import register_masking
 from appliance.cli.org import register_org
 from appliance.cli.prices import register_prices
 from appliance.cli.reports import register_reports
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_catalog(sub, common)
     register_routing(sub, common)
     register_prices(sub, common)
+    register_masking(sub, common)
     register_admin(sub, common)
     register_reports(sub, common)
     register_audit(sub, common)

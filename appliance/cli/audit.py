@@ -1,5 +1,6 @@
 """`aigw audit`: the audit trail. Alone it lists admin changes, newest first; its commands verify
-both hash chains, search ledger records and admin events, show one request, and export.
+both hash chains, search ledger records and admin events, show one request (and its retained
+content), and export.
 
 Searches page through the admin API (`cursor`), so an export of any size holds one page at a
 time; `--since`/`--until` take ISO times, dates, or a duration ago (`2h`, `7d`).
@@ -42,7 +43,9 @@ _WHEN_HELP = "an ISO time, a date, or a duration ago (2h, 7d)"
 def register_audit(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     """Add `aigw audit` and its commands."""
     audit = sub.add_parser(
-        "audit", parents=[common], help="the audit trail: list, verify, search, show, export"
+        "audit",
+        parents=[common],
+        help="the audit trail: list, verify, search, show, content, export",
     )
     audit.add_argument("--limit", type=int, help="rows (default 100, at most 1000)")
     audit.add_argument("--object-type", help="department, project, user, key, provider, ...")
@@ -85,6 +88,15 @@ def register_audit(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     _range(show)
     add_json(show)
     show.set_defaults(func=show_request)
+
+    content = verbs.add_parser(
+        "content",
+        parents=[common],
+        help="one request's retained content, decrypted (auditor or admin; the read is audited)",
+    )
+    content.add_argument("trace_id", metavar="TRACE_ID")
+    add_json(content)
+    content.set_defaults(func=show_content)
 
     export = verbs.add_parser(
         "export", parents=[common], help="ledger records (or --events) as JSON Lines, oldest first"
@@ -234,6 +246,18 @@ def show_request(ctx: Ctx) -> None:
         print()
     print(f"admin events on its key, {found['events_since']} to {found['events_until']}:")
     emit_rows(ctx, found["events"], AUDIT_COLUMNS)
+
+
+def show_content(ctx: Ctx) -> None:
+    """aigw audit content TRACE_ID: the record's fields, then its content as indented JSON."""
+    path = "/audit/requests/" + segment(ctx.args.trace_id).replace("/", "%2F") + "/content"
+    found = ctx.call("GET", path)
+    if ctx.json:
+        print_json(found)
+        return
+    emit_object(ctx, {k: v for k, v in found.items() if k != "content"})
+    print()
+    print_json(found["content"])
 
 
 def export_records(ctx: Ctx) -> None:

@@ -18,8 +18,9 @@ from gateway.state import Gateway
 log = logging.getLogger(__name__)
 
 ROUTE_OF: web.AppKey[dict[web.AbstractRoute, Route]] = web.AppKey("admin_routes", dict)
-# Names of providers, models and tenancy objects may contain '/', so those segments match it.
-_SLASHED = re.compile(r"\{(name|alias)\}(?=$|/key$|/health$)")
+# Names of providers, models and tenancy objects may contain '/', so those segments match it
+# (a project's masking rules too: the detector, never with '/', is the last segment).
+_SLASHED = re.compile(r"\{(name|alias)\}(?=$|/key$|/health$|/masking/\{detector\}$)")
 
 
 @web.middleware

@@ -7,6 +7,9 @@
   `format=jsonl` either streams every match as JSON Lines (an export) instead of one page.
 - `GET /audit/requests/{trace_id}` is one request's timeline: its ledger record(s) and the
   admin events on its key around that time.
+- `GET /audit/requests/{trace_id}/content` is the request's retained content
+  (`gateway.retention`), decrypted; every read, answered or refused, is itself audited
+  (`content.read`), without the content.
 
 Every read runs on a worker thread with a read-only connection of its own: walking millions of
 ledger records takes seconds, which must not stall the event loop that serves requests.
@@ -25,13 +28,19 @@ import orjson
 from aiohttp import web
 
 from appliance.errors import NotFoundError
+from appliance.store import transaction
 from gateway.admin.body import Field, query_int, read_object, take
-from gateway.admin.common import ADMIN_GATEWAY, ok
+from gateway.admin.common import ADMIN_GATEWAY, actor, db, ok
+from gateway.admin.errors import AdminError
 from gateway.audit import search
 from gateway.audit.heads import parse_heads, stored_heads
 from gateway.audit.verify import verify, verify_admin
 from gateway.errors import InvalidRequest
 from gateway.ledger.reports import parse_time
+from gateway.retention import MODES
+from gateway.retention import read as retained
+from gateway.retention.sealing import ContentUnreadable, KeyUnavailable
+from gateway.tenancy.audit import record
 
 T = TypeVar("T")
 MAX_PAGE = 1000
@@ -155,6 +164,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         events_since=_STR,
         events_until=_STR,
+    ),
+    "AuditContent": _obj(
+        ["trace_id", "project", "kind", "ts", "purge_after", "content", "records"],
+        trace_id=_STR,
+        project=_STR,
+        kind={"type": "string", "enum": [m for m in MODES if m != "none"]},
+        ts={"type": "string", "description": "when the request finished (UTC)"},
+        purge_after={"type": "string", "description": "when the record is purged (UTC)"},
+        content={
+            "type": "object",
+            "description": "metadata: the request's shape (parameters, roles, sizes, detectors, "
+            "status, usage; no text); full: {metadata, request (as the client sent it, before "
+            "masking), response (as the client received it; null when a stream did not end "
+            "whole)}",
+        },
+        records={
+            "type": "integer",
+            "description": "records kept under this trace id (a client's own id may repeat); "
+            "this is the newest",
+        },
     ),
 }
 LISTS: dict[str, str] = {}
@@ -343,3 +372,53 @@ async def request_timeline(request: web.Request) -> web.Response:
             "made by this gateway: the last 24 hours; give since and until to search further)"
         )
     return ok(found)
+
+
+# --- retained content -----------------------------------------------------------------------
+
+CONTENT_READ = "content.read"
+
+
+def _content_refused(exc: KeyUnavailable) -> AdminError:
+    """Why sealed content cannot be opened: the vault's state (503, for an administrator to
+    change), or its key gone (500: the content is lost)."""
+    if exc.reason in ("sealed", "no_vault"):
+        code = "vault_sealed" if exc.reason == "sealed" else "vault_unavailable"
+        return AdminError(503, code, str(exc))
+    return AdminError(500, "content_key_unavailable", str(exc))
+
+
+def _audit_read(request: web.Request, trace_id: str, after: dict[str, Any]) -> None:
+    store = db(request)
+    with transaction(store):
+        record(store, actor(request), CONTENT_READ, "request", trace_id, None, after)
+
+
+async def request_content(request: web.Request) -> web.Response:
+    """GET /audit/requests/{trace_id}/content: the request's retained content, decrypted (the
+    newest record when a trace id repeats). Every call leaves an audit record of who read
+    what and how it went, never the content; no content leaves unless that record is written."""
+    trace_id = request.match_info["trace_id"]
+    outcome: dict[str, Any] = {"outcome": "error"}
+    try:
+        stored = await _read(request, lambda conn: retained.records(conn, trace_id))
+        if not stored:
+            reason, message = await _read(
+                request, lambda conn: retained.why_missing(conn, trace_id)
+            )
+            outcome = {"outcome": reason}
+            raise AdminError(404, "not_found", message, {"reason": reason})
+        newest = stored[0]
+        outcome = {"project": newest.project, "kind": newest.kind, "records": len(stored)}
+        try:
+            found = retained.open_record(request.app[ADMIN_GATEWAY].vault, newest)
+        except KeyUnavailable as exc:
+            outcome["outcome"] = exc.reason
+            raise _content_refused(exc) from None
+        except ContentUnreadable as exc:
+            outcome["outcome"] = "unreadable"
+            raise AdminError(500, "content_unreadable", str(exc)) from None
+        outcome["outcome"] = "ok"
+    finally:
+        _audit_read(request, trace_id, outcome)
+    return ok({**found, "records": len(stored)})

@@ -46,6 +46,7 @@ _KINDS: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
         "an array of objects",
     ),
+    "object": (lambda v: isinstance(v, dict), "an object"),
 }
 
 
@@ -59,6 +60,7 @@ Kind = Literal[
     "number",
     "boolean",
     "objects",
+    "object",
 ]
 
 

@@ -14,6 +14,7 @@ from gateway.admin import alerts as admin_alerts
 from gateway.admin import audit as admin_audit
 from gateway.admin import budgets as admin_budgets
 from gateway.admin import health as admin_health
+from gateway.admin import masking as admin_masking
 from gateway.admin import routing as admin_routing
 from gateway.admin.body import Field
 from gateway.admin.routes import Route
@@ -297,6 +298,7 @@ _KIND_SCHEMAS: dict[str, dict[str, Any]] = {
     "number": {"type": "number"},
     "boolean": {"type": "boolean"},
     "objects": {"type": "array", "items": {"type": "object"}},
+    "object": {"type": "object"},
 }
 
 QUERY: dict[str, dict[str, Any]] = {
@@ -328,9 +330,16 @@ QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
     "before_id": {"type": "integer", "minimum": 1, "description": "next_before_id of a page"},
 }
-# Budgets, alerts, webhooks, suspensions, routes, health and the audit trail's searches
-# describe their own components.
-for _module in (admin_budgets, admin_alerts, admin_routing, admin_health, admin_audit):
+# Budgets, alerts, webhooks, suspensions, routes, health, the audit trail's searches and
+# masking describe their own components.
+for _module in (
+    admin_budgets,
+    admin_alerts,
+    admin_routing,
+    admin_health,
+    admin_audit,
+    admin_masking,
+):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)
     QUERY.update(_module.QUERY)

@@ -18,6 +18,7 @@ from gateway.admin import (
     catalog,
     health,
     keys,
+    masking,
     org,
     prices,
     reports,
@@ -136,6 +137,27 @@ ROUTES: list[Route] = [
         FINANCE_READ,
         create=org.DEPARTMENT_CREATE,
         update=org.DEPARTMENT_UPDATE,
+    ),
+    # Before the projects' routes: `/projects/{name}` also matches names with slashes.
+    Route(
+        "PUT",
+        "/projects/{name}/masking/{detector}",
+        masking.put_rule,
+        ADMIN,
+        "Create or replace what a project does when a detector (built-in or custom:NAME) fires",
+        "MaskingRule",
+        200,
+        "MaskingRulePut",
+        masking.RULE_PUT,
+    ),
+    Route(
+        "DELETE",
+        "/projects/{name}/masking/{detector}",
+        masking.delete_rule,
+        ADMIN,
+        "Stop applying a detector in a project",
+        None,
+        204,
     ),
     *_crud(
         "projects",
@@ -300,6 +322,36 @@ ROUTES: list[Route] = [
         prices.PRICE_LOCAL,
     ),
     Route(
+        "GET",
+        "/masking/detectors",
+        masking.list_detectors,
+        READ,
+        "The built-in masking detectors and the actions a rule may take, described",
+        "MaskingDetectors",
+    ),
+    Route(
+        "GET",
+        "/masking/rules",
+        masking.list_rules,
+        READ,
+        "List masking rules, of every project or of one",
+        "MaskingRuleList",
+        query=("project",),
+    ),
+    Route(
+        "POST",
+        "/masking/test",
+        masking.try_rules,
+        # Stores nothing, but runs the caller's regular expressions on the event loop: only
+        # an admin, who could put the same pattern in a rule anyway.
+        ADMIN,
+        "What a project's rules, or rules given here, would do to a text (positions, never values)",
+        "MaskingTestResult",
+        200,
+        "MaskingTest",
+        masking.TEST,
+    ),
+    Route(
         "GET", "/admin-tokens", keys.list_admin_tokens, READ, "List admin tokens", "AdminTokenList"
     ),
     Route(
@@ -365,6 +417,14 @@ ROUTES: list[Route] = [
         "One request's ledger record(s) and the admin events on its key around that time",
         "AuditTimeline",
         query=("since", "until"),
+    ),
+    Route(
+        "GET",
+        "/audit/requests/{trace_id}/content",
+        audit.request_content,
+        READ,  # content is for auditors and admins only; every read is itself audited
+        "One request's retained content, decrypted (metadata, or the full request and answer)",
+        "AuditContent",
     ),
     Route(
         "GET",

@@ -120,6 +120,32 @@ def _check_detector(name: str, pattern: str | None, words: list[str] | None) -> 
         )
 
 
+def check_rule(
+    detector: str, action: str, pattern: str | None = None, words: list[str] | None = None
+) -> None:
+    """Refuse (InvalidRequest) a rule `set_rule` would refuse on its own, before any write."""
+    if action not in ACTIONS:
+        raise InvalidRequest(
+            f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", param="action"
+        )
+    _check_detector(detector, pattern, words)
+
+
+def policy_of(rules: list[dict[str, Any]]) -> Policy:
+    """One project's policy from its rules as `list_rules` shows them, each checked like
+    `set_rule` checks it (for trying rules, and for checking a whole file before applying it)."""
+    for r in rules:
+        check_rule(r["detector"], r["action"], r.get("pattern"), r.get("words"))
+    rows = [
+        {**r, "words": orjson.dumps(r["words"]).decode() if r.get("words") is not None else None}
+        for r in rules
+    ]
+    try:
+        return _policy(rows)
+    except (PolicyError, ValueError) as exc:
+        raise InvalidRequest(f"masking rules: {exc}", param="detector") from None
+
+
 def set_rule(
     db: sqlite_utils.Database,
     actor: str,
@@ -131,11 +157,7 @@ def set_rule(
     words: list[str] | None = None,
 ) -> dict[str, Any]:
     """Create or replace what `project` does when `detector` fires."""
-    if action not in ACTIONS:
-        raise InvalidRequest(
-            f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", param="action"
-        )
-    _check_detector(detector, pattern, words)
+    check_rule(detector, action, pattern, words)
     with transaction(db):
         if db.execute("SELECT 1 FROM projects WHERE name = ?", [project]).fetchone() is None:
             raise NotFoundError(f"no project named {project!r}")
