@@ -89,26 +89,36 @@ NO_LIMITS = RateState()
 
 def reset_text(seconds: float) -> str:
     """A duration as OpenAI writes it (Go's format): `20ms`, `1s`, `1.5s`, `6m0s`, `1h0m0s`."""
-    ms = max(0, math.ceil(seconds * 1000 - _EPSILON))
-    if ms == 0:
+    ms = math.ceil(seconds * 1000 - _EPSILON)
+    if ms <= 0:
         return "0s"
-    if ms < 1000:
+    if ms < 1000:  # the common cases first: every response carries two of these
         return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms / 1000:.3f}".rstrip("0") + "s"
     hours, rest = divmod(ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     secs = str(rest // 1000) if rest % 1000 == 0 else f"{rest / 1000:.3f}".rstrip("0")
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + secs + "s"
 
 
+_REQUESTS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+             "x-ratelimit-reset-requests")  # fmt: skip
+_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+
+
 def headers(state: RateState) -> dict[str, str]:
-    """The x-ratelimit-* headers of a request (none for a kind without a limit)."""
+    """The x-ratelimit-* headers of a request (none for a kind without a limit). Written out
+    per kind, names precomputed: it runs for every response of a limited caller."""
     out: dict[str, str] = {}
-    for kind, view in (("requests", state.requests_view), ("tokens", state.tokens_view)):
-        if view is not None:
-            limit, remaining, reset = view
-            out[f"x-ratelimit-limit-{kind}"] = str(limit)
-            out[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-            out[f"x-ratelimit-reset-{kind}"] = reset_text(reset)
+    view = state.requests_view
+    if view is not None:
+        out[_REQUESTS[0]], out[_REQUESTS[1]] = str(view[0]), str(view[1])
+        out[_REQUESTS[2]] = reset_text(view[2])
+    view = state.tokens_view
+    if view is not None:
+        out[_TOKENS[0]], out[_TOKENS[1]] = str(view[0]), str(view[1])
+        out[_TOKENS[2]] = reset_text(view[2])
     return out
 
 
