@@ -66,5 +66,22 @@ def prompt_bound(body: dict[str, Any]) -> int:
     least one byte of UTF-8 text. A hundred times cheaper than counting (no tokenizer runs),
     which is what a budget reservation needs on every request; see `estimate_prompt` for the
     count itself."""
-    texts, overhead = _prompt(body)
-    return overhead + sum(len(t.encode()) for t in texts) + len(texts)
+    messages = body.get("messages")
+    if type(messages) is not list or any(k in body for k in _OTHER_PROMPT_KEYS):
+        texts, overhead = _prompt(body)
+        return overhead + sum(len(t.encode()) for t in texts) + len(texts)
+    # The common chat shape, {role, content: str} messages, without collecting the texts:
+    # the same sum, and an ASCII string's UTF-8 length is its length (no copy to measure).
+    total = _PER_MESSAGE * len(messages) + 3
+    for m in messages:
+        content = m.get("content") if type(m) is dict and len(m) == 2 and "role" in m else None
+        if type(content) is str:
+            total += (len(content) if content.isascii() else len(content.encode())) + 1
+        else:
+            texts: list[str] = []
+            _texts(m, texts)
+            total += sum(len(t.encode()) for t in texts) + len(texts)
+    return total
+
+
+_OTHER_PROMPT_KEYS = ("system", "prompt", "input", "tools")
