@@ -78,9 +78,9 @@ def prompt_bound(body: dict[str, Any]) -> int:
         if type(content) is str:
             total += (len(content) if content.isascii() else len(content.encode())) + 1
         else:
-            texts: list[str] = []
-            _texts(m, texts)
-            total += sum(len(t.encode()) for t in texts) + len(texts)
+            parts: list[str] = []
+            _texts(m, parts)
+            total += sum(len(t.encode()) for t in parts) + len(parts)
     return total
 
 

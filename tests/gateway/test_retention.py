@@ -175,6 +175,26 @@ def test_full_keeps_anthropic_requests_and_answers(
     assert EMAIL in text and "[EMAIL" not in text
 
 
+def test_a_cache_hit_keeps_the_answer_its_caller_received(
+    stack: Stack, tokens: dict[str, str]
+) -> None:
+    _, secret = _project(stack, "full")
+    sdk = _oai(stack, secret)
+    messages: Any = [{"role": "user", "content": f"{_prompt()} ({next(_n)})"}]
+    first = sdk.chat.completions.with_raw_response.create(
+        model="oa", messages=messages, temperature=0
+    )
+    hit = sdk.chat.completions.with_raw_response.create(
+        model="oa", messages=messages, temperature=0
+    )
+    assert hit.headers["x-aigw-cache"] == "hit"
+    trace = hit.headers["x-request-id"]
+    _assert_sealed(_rows(stack, trace))
+    content = _read(stack, trace, tokens["admin"]).json()["content"]
+    answer = content["response"]["choices"][0]["message"]["content"]
+    assert answer == first.parse().choices[0].message.content and EMAIL in answer
+
+
 def test_auditors_read_content_and_finance_may_not(stack: Stack, tokens: dict[str, str]) -> None:
     name, secret = _project(stack, "full")
     raw = _oai(stack, secret).chat.completions.with_raw_response.create(
