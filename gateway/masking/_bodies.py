@@ -92,9 +92,17 @@ def map_request(body: dict[str, Any], api: str, fn: TextFn) -> dict[str, Any]:
     if api == ANTHROPIC:
         out = _map_key(body, "system", lambda s: _anthropic_content(s, fn))
         return _map_key(out, "messages", lambda ms: _list(ms, lambda m: _anthropic_message(m, fn)))
-    out = _map_key(body, "messages", lambda ms: _list(ms, lambda m: _openai_message(m, fn)))
-    for key in ("prompt", "input", "suffix"):
-        out = _map_key(out, key, lambda v: _prompt(v, fn))
+    if not isinstance(body, dict):
+        return body
+    # Written out rather than through `_map_key` and lambdas: this runs twice per request
+    # that masks, and chat messages are what nearly every request has.
+    out = body
+    for key in ("messages", "prompt", "input", "suffix"):
+        value = body.get(key)
+        if value is not None:
+            new = _openai_messages(value, fn) if key == "messages" else _prompt(value, fn)
+            if new is not value:
+                out = _set(out, body, key, new)
     return out
 
 
@@ -109,10 +117,40 @@ def _prompt(value: Any, fn: TextFn) -> Any:
     return _text_field(value, fn)
 
 
+def _openai_messages(messages: Any, fn: TextFn) -> Any:
+    """`_list(messages, ...)` of OpenAI chat messages, without a closure per message."""
+    if not isinstance(messages, list):
+        return messages
+    out: list[Any] | None = None
+    for i, m in enumerate(messages):
+        new = _openai_message(m, fn)
+        if new is not m:
+            if out is None:
+                out = list(messages)
+            out[i] = new
+    return messages if out is None else out
+
+
 def _openai_message(m: Any, fn: TextFn) -> Any:
-    m = _map_key(m, "content", lambda c: _openai_content(c, fn))
-    m = _map_key(m, "tool_calls", lambda calls: _list(calls, lambda c: _openai_call(c, fn)))
-    return _map_key(m, "function_call", lambda c: _map_key(c, "arguments", _args(fn)))
+    if not isinstance(m, dict):
+        return m
+    out = m
+    content = m.get("content")
+    if content is not None:
+        new = fn(content) if isinstance(content, str) else _openai_content(content, fn)
+        if new is not content:
+            out = _set(out, m, "content", new)
+    calls = m.get("tool_calls")
+    if calls is not None:
+        new = _list(calls, lambda c: _openai_call(c, fn))
+        if new is not calls:
+            out = _set(out, m, "tool_calls", new)
+    call = m.get("function_call")
+    if call is not None:
+        new = _map_key(call, "arguments", _args(fn))
+        if new is not call:
+            out = _set(out, m, "function_call", new)
+    return out
 
 
 def _openai_content(content: Any, fn: TextFn) -> Any:

@@ -38,18 +38,28 @@ SHAPE_TABLE = bytes(_SHAPE)
 class Text:
     """One text being scanned, with its shape made on first use."""
 
-    __slots__ = ("_shape", "text")
+    __slots__ = ("_ascii", "_shape", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._ascii = b""
         self._shape: bytes | None = None
 
     @property
     def shape(self) -> bytes:
         """One byte per character: 0 digit, a/A letter, ? non-ASCII, other ASCII as is."""
         if self._shape is None:
-            self._shape = self.text.encode("ascii", "replace").translate(SHAPE_TABLE)
+            self._ascii = self.text.encode("ascii", "replace")
+            self._shape = self._ascii.translate(SHAPE_TABLE)
         return self._shape
+
+    @property
+    def ascii(self) -> bytes:
+        """The text as bytes, one per character (? for non-ASCII): what the checks of values
+        that the shape found read, without decoding or a str method per value."""
+        if self._shape is None:
+            self.shape  # noqa: B018 - made together
+        return self._ascii
 
 
 class Pass:

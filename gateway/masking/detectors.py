@@ -26,7 +26,7 @@ from gateway.masking._checksums import (
     card_iin_ok,
     cn_id_ok,
     iban_ok,
-    luhn_ok,
+    luhn_bytes_ok,
     ssn_ok,
 )
 from gateway.masking._text import Finding, Pass, Span, Text
@@ -52,68 +52,69 @@ BUILTIN: tuple[str, ...] = (SECRET, EMAIL, IBAN, CN_ID, CARD, US_SSN, PHONE, IPV
 # with a literal. The first digit must not continue a word, a number or a hyphenated/dotted
 # token (UUIDs, versions such as v1.2.3.4.5, hashes).
 # Every format has at least 6 more digits or separators after the first digit ("1.1.1.1"):
-# checking that once rejects short numbers before the branches are tried.
-_HEAD = rb"0(?<![0aA_]0)(?<![0aA][\-.]0)(?=[0 \-.()]{6})"
+# checking that once rejects short numbers before the branches are tried. ISO dates
+# (2024-05-01), the commonest number that passes that check, are rejected next: only an E.164
+# number (after a "+") can start with 4 digits, "-", 2 digits and "-", and a date costs the
+# ten branches several times what this check does.
+_HEAD = rb"0(?<![0aA_]0)(?<![0aA][\-.]0)(?=[0 \-.()]{6})(?:(?<=\+0)|(?!000-00-))"
 _END = rb"(?![0aA_])"
 _END_STRICT = rb"(?![0aA_])(?![\-.]0)"
-_SEPS = str.maketrans("", "", " -.()+")
+_SEPS = b" -.()+"  # what the separators of digit formats are: deleted before a check
 
-# A check gets (text, shape, start, end) of a branch's match and returns the span to report,
-# or None when the value fails its checksum or plausibility rules.
-_Check = Callable[[str, bytes, int, int], tuple[int, int] | None]
-
-
-def _digits(text: str, start: int, end: int) -> str:
-    return text[start:end].translate(_SEPS)
+# A check gets (raw, shape, start, end) of a branch's match, `raw` being the text as ASCII
+# bytes (`Text.ascii`: the shape matched ASCII only), and returns the finding to report, or
+# None when the value fails its checksum or plausibility rules.
+_Check = Callable[[bytes, bytes, int, int], Span | None]
 
 
-def _check_card(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
-    d = text[start:end].translate(_SEPS)
-    # Luhn first: it runs in C (byte sums) and rejects 9 in 10 random numbers.
-    if 13 <= len(d) <= 19 and luhn_ok(d) and card_iin_ok(d):
-        return start, end
+def _check_card(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
+    d = raw[start:end].translate(None, _SEPS)
+    # Luhn first: it runs in C (byte sums) and rejects 9 in 10 random numbers. Then the issuer
+    # prefix, without a call for the commonest first digits (4, 5 and 6 always pass).
+    if 13 <= len(d) <= 19 and luhn_bytes_ok(d) and (d[0] in b"456" or card_iin_ok(d)):
+        return start, end, CARD
     return None
 
 
-def _check_cn_id(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
-    return (start, end) if cn_id_ok(text[start:end]) else None
+def _check_cn_id(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
+    return (start, end, CN_ID) if cn_id_ok(raw[start:end].decode()) else None
 
 
-def _check_ssn(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
-    v = text[start:end]
-    return (start, end) if ssn_ok(v[0:3], v[4:6], v[7:11]) else None
+def _check_ssn(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
+    v = raw[start:end].decode()
+    return (start, end, US_SSN) if ssn_ok(v[0:3], v[4:6], v[7:11]) else None
 
 
-def _check_ipv4(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
+def _check_ipv4(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
     try:
-        ipaddress.IPv4Address(text[start:end])  # also refuses octets over 255, leading zeros
+        ipaddress.IPv4Address(raw[start:end].decode())  # also refuses octets over 255, 01
     except ValueError:
         return None
-    return start, end
+    return start, end, IPV4
 
 
-def _check_phone_intl(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
+def _check_phone_intl(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
     while shape[end - 1] != 48:  # the class also took trailing separators
         end -= 1
     n = shape.count(b"0", start, end)
-    if 8 <= n <= 15 and text[start] != "0":  # E.164: at most 15 digits, no leading 0
-        return start - 1, end  # with the "+"
+    if 8 <= n <= 15 and raw[start] != 48:  # E.164: at most 15 digits, no leading 0
+        return start - 1, end, PHONE  # with the "+"
     return None
 
 
-def _check_phone_nanp(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
-    d = _digits(text, start, end)
-    if d[0] in "01" or d[3] in "01":  # area code and exchange start with 2-9
+def _check_phone_nanp(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
+    d = raw[start:end].translate(None, _SEPS)
+    if d[0] in b"01" or d[3] in b"01":  # area code and exchange start with 2-9
         return None
-    return (start - 1 if shape[start - 1] == 40 else start), end  # with the "(" of "(415)"
+    return (start - 1 if shape[start - 1] == 40 else start), end, PHONE  # with "(" of "(415)"
 
 
-def _check_phone_cn(text: str, shape: bytes, start: int, end: int) -> tuple[int, int] | None:
-    d = _digits(text, start, end)
-    if len(d) == 13 and d.startswith("86"):
+def _check_phone_cn(raw: bytes, shape: bytes, start: int, end: int) -> Span | None:
+    d = raw[start:end].translate(None, _SEPS)
+    if len(d) == 13 and d.startswith(b"86"):
         d = d[2:]
-    if len(d) == 11 and d[0] == "1" and d[1] in "3456789":
-        return (start - 1 if shape[start - 1] == 43 else start), end  # with a "+" of "+86"
+    if len(d) == 11 and d[0] == 49 and d[1] in b"3456789":  # 1, then 3-9
+        return (start - 1 if shape[start - 1] == 43 else start), end, PHONE  # "+" of "+86"
     return None
 
 
@@ -158,7 +159,6 @@ class _DigitPass(Pass):
         # later branches may still match at the same place (18 digits: CN id, else a card).
         self._suffix = [self._compile(k) for k in range(len(self._branches))]
         self._checks = [b[2] for b in self._branches]
-        self._names = [b[0] for b in self._branches]
 
     def _compile(self, first: int) -> _Alternation:
         # An empty group closes each branch: it is the last group to close, so `lastindex`
@@ -174,28 +174,34 @@ class _DigitPass(Pass):
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the digit formats found in `t`."""
         shape = t.shape
-        if shape.find(b"0") < 0:
+        if b"0" not in shape:
             return
-        text = t.text
+        raw = t.ascii
         checks = self._checks
-        names = self._names
-        suffix = self._suffix
-        first = suffix[0]
+        first = self._suffix[0]
         branch_of_group = first.branch_of_group
         last = len(checks) - 1
         for m in first.rx.finditer(shape):
             start, end = m.span()
-            k = branch_of_group[m.lastindex or 0]
-            span = checks[k](text, shape, start, end)
-            while span is None and k < last:
-                alt = suffix[k + 1]
-                m2 = alt.rx.match(shape, start)
-                if m2 is None:
-                    break
-                k = alt.branch_of_group[m2.lastindex or 0]
-                span = checks[k](text, shape, start, m2.end())
-            if span is not None:
-                out.append((span[0], span[1], names[k]))
+            k = branch_of_group[m.lastindex or 0]  # a branch's tag group closes last
+            found = checks[k](raw, shape, start, end)
+            if found is None and k < last:
+                found = self._fallback(raw, shape, start, k)
+            if found is not None:
+                out.append(found)
+
+    def _fallback(self, raw: bytes, shape: bytes, start: int, k: int) -> Span | None:
+        """What the branches after `k` find at `start`, when branch k's value failed its check."""
+        while k < len(self._checks) - 1:
+            alt = self._suffix[k + 1]
+            m = alt.rx.match(shape, start)
+            if m is None:
+                return None
+            k = alt.branch_of_group[m.lastindex or 0]
+            found = self._checks[k](raw, shape, start, m.end())
+            if found is not None:
+                return found
+        return None
 
 
 # --- IBAN ------------------------------------------------------------------------------------
@@ -239,9 +245,11 @@ def _iban_end(text: str, start: int, end: int) -> int | None:
 
 # --- email -----------------------------------------------------------------------------------
 
-_EMAIL_DOMAIN = re.compile(
-    rb"@[aA0](?:[aA0\-]*[aA0])?(?:\.[aA0](?:[aA0\-]*[aA0])?)*\.[aA]{2,63}(?![aA0\-_])"
-)
+# Labels, then the top-level domain. A label starts and ends with a letter or digit; it is always
+# followed by its ".", so it is the whole run of label characters there: the possessive run
+# never gives any back (no backtracking inside a label), and the lookbehind checks its last
+# character. The same for the top-level domain (letters only, at most 63).
+_EMAIL_DOMAIN = re.compile(rb"@(?:[aA0][aA0\-]*+(?<=[aA0])\.)+[aA]{2,63}+(?![aA0\-_])")
 _EMAIL_LOCAL = b"aA0._%+-"  # what a local part is made of, in the shape
 
 
@@ -250,15 +258,16 @@ class _EmailPass(Pass):
 
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the email addresses (ASCII) found in `t`."""
-        if t.text.find("@") < 0:
+        if "@" not in t.text:
             return
         shape = t.shape
         for m in _EMAIL_DOMAIN.finditer(shape):
             at, end = m.span()
-            # The local part ends at the "@": what rstrip takes off the 64 bytes before it.
-            before = shape[max(at - 64, 0) : at]
-            start = at - (len(before) - len(before.rstrip(_EMAIL_LOCAL)))
-            while start < at and shape[start] == 46:  # not from a leading "."
+            # The local part ends at the "@" and starts where the local characters that
+            # rstrip takes off the (at most) 64 bytes before it start.
+            lo = at - 64 if at > 64 else 0
+            start = lo + len(shape[lo:at].rstrip(_EMAIL_LOCAL))
+            while shape[start] == 46:  # not from a leading "." (the "@" stops it)
                 start += 1
             if start < at:
                 out.append((start, end, EMAIL))
@@ -389,9 +398,11 @@ class _SecretPass(Pass):
         """Append the cloud and API keys, tokens and private keys found in `t`."""
         text = t.text
         for needles, rx in _SECRETS:
-            if any(n in text for n in needles):
-                for m in rx.finditer(text):
-                    out.append((m.start(), m.end(), SECRET))
+            for needle in needles:
+                if needle in text:
+                    for m in rx.finditer(text):
+                        out.append((m.start(), m.end(), SECRET))
+                    break
         if "-----BEGIN" in text:
             _pem(text, out)
 
@@ -446,6 +457,11 @@ class Scanner:
             raise PolicyError("two custom detectors have the same name")
         self._priority = {n: i for i, n in enumerate(self.names)}
 
+    @property
+    def passes(self) -> tuple[Pass, ...]:
+        """The passes `spans` runs over a text, built-in then custom (for measuring them)."""
+        return self._builtin + self._custom
+
     def find(self, text: str) -> list[Finding]:
         """The values found in `text`, in order and without overlaps: where two overlap, the
         one that starts first wins, then the longer, then the earlier in `names`."""
@@ -463,6 +479,17 @@ class Scanner:
         if len(found) < 2:
             return found
         found.sort()  # by start, then end (the shorter first)
+        # Values rarely overlap: check that in one cheap loop, and merge only when some do.
+        end = 0
+        for f in found:
+            if f[0] < end:
+                return self._merge(found)
+            end = f[1]
+        return found
+
+    def _merge(self, found: list[Span]) -> list[Span]:
+        """Sorted spans without overlaps: the first to start wins, at the same start the
+        longer, then the earlier detector in `names`."""
         prio = self._priority
         last = found[0]
         kept = [last]

@@ -19,9 +19,11 @@ are skipped), `redact` by `[REDACTED_LABEL]` and keeps nothing, `allow` only rep
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import chain, count, filterfalse
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -61,6 +63,23 @@ class Policy:
     actions: Mapping[str, Action] = field(default_factory=lambda: MappingProxyType({}))
     scanner: Scanner | None = None
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Derived from `actions` and `labels` once, for `scan_request`: plain dicts and sets are
+    # cheaper to look up per value than the mapping proxies.
+    _mask_labels: dict[str, str] = field(init=False, repr=False, compare=False)  # detector -> label
+    _markers: dict[str, str] = field(init=False, repr=False, compare=False)  # redact: the marker
+    _blocking: frozenset[str] = field(init=False, repr=False, compare=False)
+    _allowed: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by = {a: {d for d, x in self.actions.items() if x is a} for a in Action}
+        derived = {
+            "_mask_labels": {d: self.labels[d] for d in by[_MASK]},
+            "_markers": {d: f"[REDACTED_{self.labels[d]}]" for d in by[Action.REDACT]},
+            "_blocking": frozenset(by[_BLOCK]),
+            "_allowed": frozenset(by[_ALLOW]),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     @classmethod
     def build(
@@ -153,69 +172,97 @@ def scan_request(body: dict[str, Any], api: str, policy: Policy) -> MaskResult:
     if scanner is None:
         return MaskResult(body)
     found: dict[str, list[Span]] = {}  # each distinct text once, in body order
+    spans = scanner.spans
 
     def collect(text: str) -> str:
         if text not in found:
-            found[text] = scanner.spans(text)
+            found[text] = spans(text)
         return text
 
     map_request(body, api, collect)
-    fired = sorted({f[2] for fs in found.values() for f in fs})
-    if not fired:
+    fired_set: set[str] = set()
+    for fs in found.values():
+        if fs:
+            fired_set.update(map(_DETECTOR, fs))  # a C loop, no Python frame per finding
+    if not fired_set:
         return MaskResult(body)
-    actions = policy.actions
-    blocked = next((n for n in fired if actions[n] is _BLOCK), None)
-    if blocked is not None or all(actions[n] is _ALLOW for n in fired):
-        return MaskResult(body, tuple(fired), blocked)
-    masker = _Masker(policy, found)
+    fired = sorted(fired_set)
+    blocking = fired_set.intersection(policy._blocking)
+    if blocking:
+        return MaskResult(body, tuple(fired), min(blocking))  # the first blocking by name
+    if fired_set.issubset(policy._allowed):
+        return MaskResult(body, tuple(fired))
+    masker = _Masker(policy, found, fired)
     new_texts = {t: masker.apply(t, fs) for t, fs in found.items() if fs}
     new_body = map_request(body, api, lambda t: new_texts.get(t, t))
     restorer = Restorer(masker.values) if masker.values else None
     return MaskResult(new_body, tuple(fired), None, restorer)
 
 
+_DETECTOR = itemgetter(2)  # of a (start, end, detector) span
+
+
+# label -> its first placeholders, "[LABEL_1]" on, formatted once per process: an f-string
+# costs about a third of all the other work of masking one value. Numbers beyond these are
+# formatted when needed, so a huge request cannot grow the table.
+_NUMBERED: dict[str, list[str]] = {}
+_NUMBERED_CACHED = 256
+
+
+def _placeholders(lab: str, taken: set[str]) -> Iterator[str]:
+    """`[LAB_1]`, `[LAB_2]`, ... without the ones in `taken`: an endless iterator in C."""
+    numbered = _NUMBERED.get(lab)
+    if numbered is None:
+        numbered = [f"[{lab}_{n}]" for n in range(1, _NUMBERED_CACHED + 1)]
+        _NUMBERED[lab] = numbered
+    later = map(f"[{lab}_{{}}]".format, count(_NUMBERED_CACHED + 1))
+    fresh = chain(numbered, later)
+    return filterfalse(taken.__contains__, fresh) if taken else fresh
+
+
 class _Masker:
     """One request's placeholders: numbered per label, one per distinct value."""
 
-    def __init__(self, policy: Policy, texts: Iterable[str]) -> None:
-        self._actions = policy.actions
-        self._labels = policy.labels
+    def __init__(self, policy: Policy, texts: Iterable[str], fired: Iterable[str]) -> None:
+        self._markers = policy._markers
         self.values: dict[str, str] = {}  # placeholder -> value
-        self._assigned: dict[str, dict[str, str]] = {}  # label -> value -> placeholder
-        self._next: dict[str, int] = {}
         # Placeholder-like text the prompt already has must never be restored as ours.
-        self._taken = {p for t in texts if "[" in t for p in PLACEHOLDER.findall(t)}
-
-    def _new(self, lab: str, value: str) -> str:
-        n = self._next.get(lab, 1)
-        p = f"[{lab}_{n}]"
-        while p in self._taken:
-            n += 1
-            p = f"[{lab}_{n}]"
-        self._next[lab] = n + 1
-        self._assigned.setdefault(lab, {})[value] = p
-        self.values[p] = value
-        return p
+        taken = {p for t in texts if "[" in t for p in PLACEHOLDER.findall(t)}
+        # Per detector that masks, its label's value -> placeholder and the label's unused
+        # placeholders, shared by detectors with the same label: no label lookup per value.
+        self._known: dict[str, dict[str, str]] = {}
+        self._fresh: dict[str, Iterator[str]] = {}
+        by_label: dict[str, tuple[dict[str, str], Iterator[str]]] = {}
+        for detector in fired:
+            lab = policy._mask_labels.get(detector)
+            if lab is not None:
+                if lab not in by_label:
+                    by_label[lab] = ({}, _placeholders(lab, taken))
+                self._known[detector], self._fresh[detector] = by_label[lab]
 
     def apply(self, text: str, findings: list[Span]) -> str:
         """`text` with each masked or redacted finding replaced."""
-        actions = self._actions
-        labels = self._labels
-        assigned = self._assigned
+        # Plain dicts in local names and no Python call: this loop runs once per value.
+        known_of = self._known
+        fresh = self._fresh
+        markers = self._markers
+        values = self.values
         parts: list[str] = []
         last = 0
         for start, end, detector in findings:
-            action = actions[detector]
-            if action is _ALLOW:
-                continue
-            parts.append(text[last:start])
-            lab = labels[detector]
-            if action is _MASK:
-                value = text[start:end]
-                p = assigned.get(lab)
-                parts.append((p and p.get(value)) or self._new(lab, value))
+            known = known_of.get(detector)
+            if known is None:
+                p = markers.get(detector)
+                if p is None:
+                    continue  # allow: reported, left in place
             else:
-                parts.append(f"[REDACTED_{lab}]")
+                value = text[start:end]
+                p = known.get(value)
+                if p is None:
+                    p = known[value] = next(fresh[detector])
+                    values[p] = value
+            parts.append(text[last:start])
+            parts.append(p)
             last = end
         if not parts:
             return text
