@@ -21,7 +21,7 @@ from appliance.errors import ConfigError
 SYSTEM_CONFIG = Path("/etc/aigw/aigw.toml")
 DEV_CONFIG = Path("var/aigw.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SERIES = ("G", "S")
+SERIES = ("auto", "G", "S")  # auto: S when NVML finds a GPU, else G
 VAULT_KEKS = ("keyfile", "passphrase", "credential")
 # A systemd credential name becomes a file name under $CREDENTIALS_DIRECTORY.
 CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}")
@@ -79,7 +79,8 @@ class LogConfig:
 class BoxConfig:
     """What kind of box this is."""
 
-    series: str = "G"
+    # auto: the series follows the GPUs NVML finds at start (S with one or more, G with none).
+    series: str = "auto"
     name: str = "aigw"
     # Budget periods (daily, weekly, monthly) reset at midnight in this IANA time zone.
     timezone: str = "UTC"
@@ -127,6 +128,28 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InferenceConfig:
+    """Local vLLM engines: where their environment is and how they are run and watched."""
+
+    # The python of vLLM's own virtual environment (torch lives there, never in the gateway's).
+    # Empty: $AIGW_ENGINE_PYTHON, else /opt/aigw/engine/bin/python (the image's place).
+    engine_python: str = ""
+    # Engines listen on 127.0.0.1, on ports the box allocates from this range.
+    port_base: int = 8200
+    port_count: int = 100
+    # auto: the GPUs when there are any, else vLLM's CPU build; cuda or cpu force one.
+    device: str = "auto"
+    gpu_memory_utilization: float = 0.90
+    # CPU engines: the KV cache's size in bytes (vLLM's --kv-cache-memory-bytes); 0: its default.
+    cpu_kv_cache_bytes: int = 0
+    start_timeout_s: float = 600.0
+    stop_timeout_s: float = 20.0
+    restart_backoff_max_s: float = 60.0
+    # How often engines' /health and /metrics (local and remote) are read.
+    watch_interval_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class AlertsConfig:
     """Webhook delivery of alerts."""
 
@@ -164,6 +187,7 @@ class Config:
     budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     source: str = "<defaults>"
 
     @property
@@ -175,6 +199,17 @@ class Config:
     def database_path(self) -> Path:
         """The SQLite database file."""
         return self.state_dir / "aigw.db"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model store: one folder per imported model, each with its manifest."""
+        return self.state_dir / "models"
+
+    @property
+    def engine_python(self) -> Path:
+        """The python of vLLM's own virtual environment."""
+        raw = self.inference.engine_python or os.environ.get("AIGW_ENGINE_PYTHON", "")
+        return Path(raw or "/opt/aigw/engine/bin/python").expanduser()
 
     @property
     def vault_path(self) -> Path:
@@ -204,6 +239,7 @@ _SECTIONS: dict[str, type] = {
     "budgets": BudgetsConfig,
     "alerts": AlertsConfig,
     "cache": CacheConfig,
+    "inference": InferenceConfig,
 }
 
 
@@ -298,6 +334,21 @@ def _validate_governance(cfg: Config) -> None:
         raise ConfigError("[cache] max_bytes must be >= 0 and ttl_seconds >= 1")
     if cfg.alerts.webhook_timeout <= 0 or cfg.alerts.max_attempts < 1:
         raise ConfigError("[alerts] webhook_timeout must be > 0 and max_attempts >= 1")
+    _validate_inference(cfg.inference)
+
+
+def _validate_inference(i: InferenceConfig) -> None:
+    if i.device not in ("auto", "cuda", "cpu"):
+        raise ConfigError(f"[inference] device must be auto, cuda or cpu, got {i.device!r}")
+    if not 1024 <= i.port_base or i.port_count < 1 or i.port_base + i.port_count > 65536:
+        raise ConfigError("[inference] port_base and port_count must name ports 1024-65535")
+    if not 0 < i.gpu_memory_utilization <= 1:
+        raise ConfigError("[inference] gpu_memory_utilization must be > 0 and <= 1")
+    if i.cpu_kv_cache_bytes < 0:
+        raise ConfigError("[inference] cpu_kv_cache_bytes must be >= 0")
+    for name in ("start_timeout_s", "stop_timeout_s", "restart_backoff_max_s", "watch_interval_s"):
+        if getattr(i, name) <= 0:
+            raise ConfigError(f"[inference] {name} must be > 0 seconds")
 
 
 def parse_config(data: dict[str, Any], source: str = "<dict>") -> Config:

@@ -328,6 +328,35 @@ MIGRATIONS: list[str] = [
     CREATE INDEX contents_trace ON contents(trace_id);
     CREATE INDEX contents_purge ON contents(purge_after);
     """,
+    # 7: local inference. The model store's index (the files and manifest live in the state
+    # directory), the Ed25519 keys whose bundles the box accepts, and vLLM servers elsewhere on
+    # the network that are watched and routed to like the box's own engines.
+    """
+    CREATE TABLE local_models (
+        name TEXT PRIMARY KEY,
+        format TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        source TEXT NOT NULL,
+        signed_by TEXT,
+        enabled INTEGER NOT NULL DEFAULT 0,
+        imported_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE trusted_keys (
+        name TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE remote_engines (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        model TEXT NOT NULL,
+        api_key_env TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

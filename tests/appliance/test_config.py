@@ -41,7 +41,7 @@ def test_file_from_env_and_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         ({"server": {"host": "my box"}}, "[server] host must be an IP address"),
         ({"upstream": {"idle_timeout": 0}}, "[upstream] idle_timeout must be > 0"),
         ({"log": {"level": "loud"}}, "[log] level must be one of"),
-        ({"box": {"series": "X"}}, "[box] series must be one of G, S"),
+        ({"box": {"series": "X"}}, "[box] series must be one of auto, G, S"),
         ({"server": 5}, "[server] must be a table"),
         ({"vault": {"kek": "tpm"}}, "[vault] kek must be one of keyfile, passphrase, credential"),
         ({"vault": {"credential": "../x"}}, "[vault] credential must be a systemd credential name"),
