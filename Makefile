@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck bench clean install
+.PHONY: up test lint typecheck bench clean install hwtest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# On a machine with an NVIDIA GPU (see hwtests/README.md); a bare one needs only
+# `python3 -m pytest -q -s -p no:cacheprovider hwtests` with pytest, nvidia-ml-py, prometheus-client.
+hwtest: $(STAMP)
+	$(BIN)/pytest -q -s -p no:cacheprovider hwtests
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

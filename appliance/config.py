@@ -340,7 +340,7 @@ def _validate_governance(cfg: Config) -> None:
 def _validate_inference(i: InferenceConfig) -> None:
     if i.device not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"[inference] device must be auto, cuda or cpu, got {i.device!r}")
-    if not 1024 <= i.port_base or i.port_count < 1 or i.port_base + i.port_count > 65536:
+    if i.port_base < 1024 or i.port_count < 1 or i.port_base + i.port_count > 65536:
         raise ConfigError("[inference] port_base and port_count must name ports 1024-65535")
     if not 0 < i.gpu_memory_utilization <= 1:
         raise ConfigError("[inference] gpu_memory_utilization must be > 0 and <= 1")

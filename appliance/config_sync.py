@@ -56,6 +56,7 @@ from appliance.admin_client import AdminAPIError, segment
 from appliance.errors import ApplianceError
 
 FORMAT_VERSION = 1
+BUILTIN_PROVIDER = "local"  # the box's engines; models and routes may name it
 HEADER = (
     "# aigw run-time configuration (aigw config export); apply with: aigw config apply FILE\n"
     "# Secrets are never in this file: provider API keys stay in the vault or the environment,\n"
@@ -179,6 +180,8 @@ def read_box(call: Call) -> Objects:
     out: Objects = {}
     for kind in KINDS.values():
         rows = call("GET", f"/{kind.section}")["data"]
+        if kind.section == "providers":  # the box's own engines: built in, not configured
+            rows = [r for r in rows if r["name"] != BUILTIN_PROVIDER]
         out[kind.section] = {row[kind.key]: _entry(kind, row) for row in rows}
     rows = call("GET", f"/{ROUTES}")["data"]
     out[ROUTES] = {row["alias"]: config_routes.route_entry(row) for row in rows}
@@ -366,6 +369,8 @@ def parse_file(data: dict[str, Any], where: str) -> Objects:
         for name, entry in out[section].items():
             for f, target in kind.refs.items():
                 ref = entry.get(f)
+                if target == "providers" and ref == BUILTIN_PROVIDER:
+                    continue
                 if ref is not None and ref not in out[target]:
                     raise ApplianceError(
                         f"{where}: [{section}.{name}] {f} {ref!r} is not in [{target}] of the file"
@@ -387,7 +392,7 @@ def _check_routes(raw: Any, out: Objects, where: str) -> dict[str, dict[str, Any
         if name in out["models"]:
             raise ApplianceError(f"{here} is also in [models]; an alias is a route or a model")
         for provider in sorted(config_routes.providers_of(entry)):
-            if provider not in out["providers"]:
+            if provider not in out["providers"] and provider != BUILTIN_PROVIDER:
                 raise ApplianceError(f"{here} provider {provider!r} is not in [providers]")
         fallback = entry["fallback_alias"]
         if fallback is not None and fallback not in routes and fallback not in out["models"]:

@@ -347,6 +347,9 @@ MIGRATIONS: list[str] = [
         public_key TEXT NOT NULL UNIQUE,
         added_at TEXT NOT NULL
     );
+    -- The box's engines are the built-in provider `local` (routes and models refer to it).
+    INSERT OR IGNORE INTO providers (name, kind, base_url, created_at)
+        VALUES ('local', 'openai', 'http://127.0.0.1', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
     CREATE TABLE remote_engines (
         name TEXT PRIMARY KEY,
         url TEXT NOT NULL,

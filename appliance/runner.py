@@ -1,4 +1,4 @@
-"""`aigw up`: the gateway (and, on S-series boxes later, the engines) in one process tree."""
+"""`aigw up`: the gateway and the engines of enabled local models, in one process tree."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import uvloop
 from aiohttp import web
 
 from appliance.config import Config
+from appliance.engines import EngineManager
 from appliance.errors import ConfigError
 from appliance.logs import make_handler
 from appliance.store import open_store
@@ -21,6 +22,8 @@ from gateway.admin.unix_socket import SOCKET_NAME, start_admin_socket
 from gateway.app import create_app
 from gateway.state import Gateway
 from gateway.tenancy.tokens import create_admin_token
+from inference.gpu_metrics import register_gpu_metrics
+from inference.gpus import GpuReport, probe, resolve_series
 
 log = logging.getLogger("aigw")
 
@@ -48,9 +51,19 @@ def setup_logging(cfg: Config) -> None:
     logging.basicConfig(level=cfg.log.level.upper(), handlers=[handler], force=True)
 
 
-def _next_steps(cfg: Config, url: str, gw: Gateway, admin_token: str | None) -> str:
+def _series_line(series: str, report: GpuReport) -> str:
+    if report.gpus:
+        names = ", ".join(sorted({g.name for g in report.gpus}))
+        return f"series {series}: {len(report.gpus)} GPU(s) ({names})"
+    return f"series {series}: {report.reason}"
+
+
+def _next_steps(
+    cfg: Config, url: str, gw: Gateway, admin_token: str | None, series: str = ""
+) -> str:
     lines = [
         f"aigw gateway listening on {url}  (state: {cfg.state_dir})",
+        *([series] if series else []),
         f"admin API: {url}/admin/v1 (token) and {cfg.state_dir / SOCKET_NAME} (local, no token)",
         "",
     ]
@@ -104,7 +117,13 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     except VaultError as exc:
         raise ConfigError(f"the vault cannot be opened: {exc}") from None
     admin_token = _bootstrap_admin(db)
+    report = await asyncio.to_thread(probe)  # NVML: which GPUs, hence the series
+    series = resolve_series(cfg.box.series, report)
     gw = Gateway(cfg, db, vault)
+    gw.series = series
+    engines = EngineManager(cfg, gw, len(report.gpus))
+    await asyncio.to_thread(gw.gpus.read)  # NVML's first start (~100 ms) off the loop
+    register_gpu_metrics(gw.metrics.registry, gw.gpus, cfg.box.series)
     app = create_app(gw)
     # One access line per request is off by default: the ledger already records every one.
     access = logging.getLogger("aigw.access") if cfg.log.access_log else None
@@ -123,7 +142,8 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
         ) from None
     host = f"[{cfg.server.host}]" if ":" in cfg.server.host else cfg.server.host
     url = f"http://{host}:{cfg.server.port}"
-    print(_next_steps(cfg, url, gw, admin_token), flush=True)
+    await engines.start()  # the engines of enabled models start; ready ones join routing
+    print(_next_steps(cfg, url, gw, admin_token, _series_line(series, report)), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -135,6 +155,7 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("stopping")
+        await engines.stop()  # no engine outlives the gateway
         await runner.cleanup()
         (cfg.state_dir / SOCKET_NAME).unlink(missing_ok=True)
         db.conn.close()

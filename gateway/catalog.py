@@ -88,6 +88,11 @@ def validate_provider(
 ) -> ProviderDef:
     """Check a provider definition and fill in defaults."""
     check_name("provider name", name)
+    if name == "local":
+        raise InvalidRequest(
+            "the provider name 'local' is the box's own engines (`aigw models import`, "
+            "`aigw engines add-remote`); choose another name"
+        )
     if kind not in PROVIDER_KINDS:
         raise InvalidRequest(
             f"provider kind {kind!r} is unknown; use one of {', '.join(PROVIDER_KINDS)}"
@@ -155,6 +160,8 @@ def add_provider(
 
 def remove_provider(db: sqlite_utils.Database, name: str, *, actor: str | None = None) -> None:
     """Delete a provider that no model uses; with an `actor` the change is audited."""
+    if name == "local":
+        raise ConflictError("provider 'local' is the box's own engines and cannot be removed")
     with transaction(db):
         users = [r[0] for r in db.execute("SELECT alias FROM models WHERE provider = ?", [name])]
         if users:

@@ -26,6 +26,7 @@ from gateway.dispatch import (
     restore_payload,
 )
 from gateway.dispatch import response_headers as base_headers
+from gateway.engines import LOCAL
 from gateway.envelopes import ANTHROPIC
 from gateway.errors import (
     GatewayError,
@@ -152,6 +153,9 @@ async def _failover(
         if adapter is None or (failures and time.monotonic() >= deadline):
             continue
         if not health.available(dep.id, time.monotonic()):
+            continue
+        if dep.provider == LOCAL and not gw.engines.ready(dep.upstream_model):
+            failures.append(gw.local_adapter.unavailable(dep.upstream_model))  # out of routing
             continue
         reason = cand.reason + trimmed
         if failures:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlite_utils
@@ -23,6 +24,14 @@ from gateway.catalog import (
     catalog_version,
     load_snapshot,
     provider_secret_id,
+)
+from gateway.engines import (
+    LOCAL,
+    EnginePool,
+    LocalAdapter,
+    ServedModel,
+    load_served,
+    served_routes,
 )
 from gateway.errors import ModelNotFound
 from gateway.governance import BudgetExceeded, Governance
@@ -45,6 +54,7 @@ from gateway.retention.capture import Retainer
 from gateway.retention.purge import ContentPurge, start_purge
 from gateway.routing import Health, Route, Router, load_routes, with_models
 from gateway.tokens import estimate_prompt, prompt_bound
+from inference.gpus import GpuMonitor
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +134,17 @@ class Gateway:
         self.masking: dict[str, Policy] = {}
         self.sensitive_to_trusted: frozenset[str] = frozenset()
         self.adapters: dict[str, Adapter] = {}
+        self.gpus: GpuMonitor = GpuMonitor()  # NVML, opened on the first reading
+        # The box's engines (and remote ones): replicas behind the provider `local`, kept up
+        # to date by their watchers; the models they serve are aliases from configuration.
+        self.series = "G"  # S with GPUs (set at start from NVML and [box] series)
+        self.engines = EnginePool()
+        self.local_adapter = LocalAdapter(self.engines, self.timeouts)
+        self.served: dict[str, ServedModel] = {}
+        # Set by the engine manager of `aigw up`: model → engine state, and every engine's row.
+        self.engine_states: Callable[[], dict[str, str]] = dict
+        self.engine_report: Callable[[], list[dict[str, Any]]] = list
+        self.on_reload: list[Callable[[], None]] = []
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -146,6 +167,8 @@ class Gateway:
             self._refresher.cancel()
         for adapter in self.adapters.values():
             await adapter.close()
+        await self.local_adapter.close()
+        self.gpus.close()
         if self.governance is not None:
             await self.governance.stop()
         if self.retention is not None:
@@ -160,7 +183,11 @@ class Gateway:
         snap = load_snapshot(self.db)
         keys = KeyIndex.load(self.db)
         prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
-        routes = with_models(load_routes(self.db), snap.models)
+        served = load_served(self.db)
+        routes = {
+            **served_routes(served.values()),
+            **with_models(load_routes(self.db), snap.models),
+        }
         projects = self.db.execute(
             "SELECT name, unpriced, context_trim, sensitive_to_trusted, retention, retention_days "
             "FROM projects"
@@ -177,6 +204,8 @@ class Gateway:
             masking = self.masking
         adapters: dict[str, Adapter] = {}
         for name, provider in snap.providers.items():
+            if name == LOCAL:  # the built-in row of the box's engines: the pool's adapter
+                continue
             old = self.adapters.get(name)
             if old is not None and old.provider == provider:
                 adapters[name] = old
@@ -185,15 +214,17 @@ class Gateway:
                 if old is not None:
                     asyncio.get_running_loop().create_task(old.close())
         for name, old in self.adapters.items():
-            if name not in adapters:
+            if name not in adapters and name != LOCAL:
                 asyncio.get_running_loop().create_task(old.close())
         for name, adapter in adapters.items():
             adapter.set_credential(*self._credential(snap.providers[name]))
+        adapters[LOCAL] = self.local_adapter  # the name is refused for configured providers
         self.snapshot, self.adapters, self.keys = snap, adapters, keys
         self.prices, self.unpriced, self.context_trim = prices, unpriced, context_trim
         self.masking, self.sensitive_to_trusted = masking, sensitive_to_trusted
         self.content_retention = content_retention
         self.routes, self.router = routes, Router(routes, self.health, prices)
+        self.served = served
         if self.governance is not None:
             self.governance.reload()
         log.info(
@@ -202,6 +233,8 @@ class Gateway:
             len(snap.models),
             len(keys),
         )
+        for hook in self.on_reload:
+            hook()
 
     def _credential(self, provider: ProviderDef) -> tuple[str | None, str]:
         """A provider's API key (the vault's, else its environment variable's) and, when

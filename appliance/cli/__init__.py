@@ -16,7 +16,9 @@ from appliance.cli._common import Command, Ctx
 from appliance.cli.audit import register_audit
 from appliance.cli.catalog import register_catalog
 from appliance.cli.config import register_config
+from appliance.cli.engines import register_engines
 from appliance.cli.governance import register_governance
+from appliance.cli.gpus import register_gpus
 from appliance.cli.keys import register_admin, register_keys
 from appliance.cli.masking import register_masking
 from appliance.cli.org import register_org
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_keys(sub, common)
     register_catalog(sub, common)
     register_routing(sub, common)
+    register_engines(sub, common)
+    register_gpus(sub, common)
     register_prices(sub, common)
     register_masking(sub, common)
     register_admin(sub, common)

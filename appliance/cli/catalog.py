@@ -7,6 +7,7 @@ import argparse
 from appliance.admin_client import segment
 from appliance.cli._common import Ctx, SubParsers, add_json, emit_done, read_secret
 from appliance.cli._crud import Collection, Opt, register
+from appliance.cli.local_models import register_local_models
 
 
 def _providers() -> Collection:
@@ -41,15 +42,16 @@ MODELS = Collection(
             {"required": True, "help": "the provider's model (or Azure deployment) name"},
         ),
     ],
-    help="manage model aliases",
+    help="manage model aliases and the local model store",
     added=lambda r: f"model {r['alias']} added → {r['provider']}/{r['upstream_model']}",
 )
 
 
 def register_catalog(sub: SubParsers, common: argparse.ArgumentParser) -> None:
-    """Add `providers` (with set-key / clear-key) and `models`."""
+    """Add `providers` (with set-key / clear-key), `models` (with the model store's commands)
+    and `trust`."""
     actions = register(sub, common, _providers())
-    register(sub, common, MODELS)
+    register_local_models(sub, register(sub, common, MODELS), common)
     setk = actions.add_parser(
         "set-key", parents=[common], help="store a provider's API key in the vault (from stdin)"
     )

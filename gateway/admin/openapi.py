@@ -13,7 +13,10 @@ from typing import Any
 from gateway.admin import alerts as admin_alerts
 from gateway.admin import audit as admin_audit
 from gateway.admin import budgets as admin_budgets
+from gateway.admin import engines as admin_engines
+from gateway.admin import gpus as admin_gpus
 from gateway.admin import health as admin_health
+from gateway.admin import local_models as admin_local_models
 from gateway.admin import masking as admin_masking
 from gateway.admin import routing as admin_routing
 from gateway.admin.body import Field
@@ -339,6 +342,9 @@ for _module in (
     admin_health,
     admin_audit,
     admin_masking,
+    admin_local_models,
+    admin_engines,
+    admin_gpus,
 ):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)

@@ -53,12 +53,12 @@ class Box:
 
 @pytest.fixture
 def box(cli: Cli) -> Iterator[Box]:
-    """Route team/chat over oai/gpt-4o then local/meta/llama-3, served by a running gateway."""
+    """Route team/chat over oai/gpt-4o then gpu/meta/llama-3, served by a running gateway."""
     cli.ok("providers", "add", "oai", "--kind", "openai")
-    cli.ok("providers", "add", "local", "--kind", "openai", "--base-url", "http://gpu:8000/v1")
+    cli.ok("providers", "add", "gpu", "--kind", "openai", "--base-url", "http://gpu:8000/v1")
     cli.ok(
         "routes", "set", "team/chat", "--strategy", "priority",
-        "--deployment", "oai/gpt-4o", "--deployment", "local/meta/llama-3",
+        "--deployment", "oai/gpt-4o", "--deployment", "gpu/meta/llama-3",
     )  # fmt: skip
     b = Box(cli)
     yield b
@@ -96,7 +96,7 @@ def test_health_table_json_and_reset(cli: Cli, box: Box) -> None:
     ]  # fmt: skip
     # Open: a fresh (empty) window, 30 s of breaker (rounded up) to wait, nothing measured.
     cells = row2.split()
-    assert cells[:6] == ["team/chat", "local/meta/llama-3", second, "open", "0", "-"]
+    assert cells[:6] == ["team/chat", "gpu/meta/llama-3", second, "open", "0", "-"]
     assert cells[6] in ("30s", "29s") and cells[7:] == ["breaker", "-", "-"]
 
     rows = cli.ok(*auditor, "routes", "health", "team/chat", "--json").json
@@ -106,7 +106,7 @@ def test_health_table_json_and_reset(cli: Cli, box: Box) -> None:
 
     assert "the auditor role may not POST" in cli.fails(*auditor, "routes", "health-reset", second)
     out = cli.ok(*admin, "routes", "health-reset", second).out
-    assert out == f"deployment {second} (local/meta/llama-3 of route team/chat): circuit closed\n"
+    assert out == f"deployment {second} (gpu/meta/llama-3 of route team/chat): circuit closed\n"
     assert health.available(second, time.monotonic())
     after = cli.ok(*admin, "routes", "health", "--json").json
     assert [r["health"]["state"] for r in after] == ["closed", "closed"]

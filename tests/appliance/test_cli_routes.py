@@ -10,7 +10,7 @@ from tests.appliance.conftest import Cli
 
 def _catalog(cli: Cli) -> None:
     cli.ok("providers", "add", "oai", "--kind", "openai")
-    cli.ok("providers", "add", "local", "--kind", "openai", "--base-url", "http://gpu:8000/v1")
+    cli.ok("providers", "add", "gpu", "--kind", "openai", "--base-url", "http://gpu:8000/v1")
     cli.ok("models", "add", "small", "--provider", "oai", "--upstream-model", "gpt-4o-mini")
 
 
@@ -21,10 +21,10 @@ def test_routes_round_trip(cli: Cli, tmp_path: Path) -> None:
     out = cli.ok(
         "routes", "set", "team/chat", "--strategy", "weighted",
         "--deployment", "oai/gpt-4o,weight=3,context=128000,vision=yes",
-        "--deployment", "local/meta/llama-3,tools=no,json=no,confidential=yes",
+        "--deployment", "gpu/meta/llama-3,tools=no,json=no,confidential=yes",
         "--fallback", "small", "--tiers", str(tiers), "--max-attempts", "2", "--max-seconds", "15",
     ).out  # fmt: skip
-    assert out == "route team/chat set: weighted over oai/gpt-4o, local/meta/llama-3\n"
+    assert out == "route team/chat set: weighted over oai/gpt-4o, gpu/meta/llama-3\n"
     route = cli.ok("routes", "show", "team/chat", "--json").json
     d0, d1 = route["deployments"]
     assert (d0["weight"], d0["context_window"], d0["vision"]) == (3, 128000, True)
@@ -38,7 +38,7 @@ def test_routes_round_trip(cli: Cli, tmp_path: Path) -> None:
     shown = cli.ok("routes", "show", "team/chat").out
     assert "fallback_alias  small" in shown and "meta/llama-3" in shown and "tier easy" in shown
     listed = cli.ok("routes", "list").out
-    assert "team/chat" in listed and "oai/gpt-4o,local/meta/llama-3" in listed
+    assert "team/chat" in listed and "oai/gpt-4o,gpu/meta/llama-3" in listed
     assert [r["alias"] for r in cli.ok("routes", "list", "--json").json] == ["team/chat"]
 
     cli.ok("routes", "set", "team/chat", "--strategy", "priority", "--deployment", "oai/gpt-4o")

@@ -25,7 +25,7 @@ params = { temperature = 0.2 }
 context_window = 128000
 
 [[routes."team/chat".deployments]]
-provider = "local"
+provider = "gpu"
 upstream_model = "llama"
 tools = false
 confidential = true
@@ -40,14 +40,14 @@ strategy = "priority"
 fallback_alias = "small"
 
 [[routes.backup.deployments]]
-provider = "local"
+provider = "gpu"
 upstream_model = "llama"
 """
 
 
 def _catalog(cli: Cli) -> None:
     cli.ok("providers", "add", "oai", "--kind", "openai")
-    cli.ok("providers", "add", "local", "--kind", "openai", "--base-url", "http://gpu:8000/v1")
+    cli.ok("providers", "add", "gpu", "--kind", "openai", "--base-url", "http://gpu:8000/v1")
     cli.ok("models", "add", "small", "--provider", "oai", "--upstream-model", "gpt-4o-mini")
 
 
@@ -92,11 +92,11 @@ def test_route_changes_deletes_and_re_created_providers(cli: Cli, tmp_path: Path
     doc["routes"]["team/chat"]["max_attempts"] = 4
     doc["routes"]["team/chat"]["fallback_alias"] = "small"
     del doc["routes"]["backup"]
-    doc["providers"]["local"]["base_url"] = "http://gpu2:8000/v1"
+    doc["providers"]["gpu"]["base_url"] = "http://gpu2:8000/v1"
     path.write_text(tomli_w.dumps(doc))
     plan = cli.ok("config", "apply", str(path), "--dry-run").out.splitlines()
     assert plan[:2] == [
-        '~ provider local: re-created: base_url "http://gpu:8000/v1" → "http://gpu2:8000/v1"',
+        '~ provider gpu: re-created: base_url "http://gpu:8000/v1" → "http://gpu2:8000/v1"',
         "- route backup",
     ]
     assert plan[2].startswith("~ route team/chat: fallback_alias")
@@ -109,10 +109,10 @@ def test_route_changes_deletes_and_re_created_providers(cli: Cli, tmp_path: Path
 
     # Without routes in the file, they all go, before the catalog they use.
     del doc["routes"]
-    del doc["providers"]["local"]
+    del doc["providers"]["gpu"]
     path.write_text(tomli_w.dumps(doc))
     out = cli.ok("config", "apply", str(path)).out
-    assert "- route team/chat" in out and "- provider local" in out
+    assert "- route team/chat" in out and "- provider gpu" in out
     assert cli.ok("routes", "list", "--json").json == []
 
 

@@ -69,7 +69,7 @@ def test_catalog_through_the_api_is_audited(admin: Admin) -> None:
     )
     assert r.status == 201
     assert admin.call("GET", "/models/cat/m").body["provider"] == "cat-p"
-    assert [p["name"] for p in admin.call("GET", "/providers").body["data"]] == ["cat-p"]
+    assert [p["name"] for p in admin.call("GET", "/providers").body["data"]] == ["cat-p", "local"]
     _error(admin.call("DELETE", "/providers/cat-p"), 409, "conflict")
     _error(admin.call("POST", "/providers", {"name": "x", "kind": "nope"}), 400, "invalid_request")
     assert admin.call("DELETE", "/models/cat/m").status == 204

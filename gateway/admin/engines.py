@@ -1,0 +1,135 @@
+"""Engines through the admin API: the box's vLLM engines and remote ones, with their state and
+load, and the registration of remote engines by URL.
+
+The state and load live in the gateway process (`aigw up`'s engine manager sets
+`Gateway.engine_report`); a remote engine's registration is stored and audited like any admin
+write, and the running gateway starts watching it within a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from appliance.errors import ConflictError, NotFoundError
+from appliance.store import transaction, utcnow
+from gateway.admin.body import Field, read_object, take
+from gateway.admin.common import ADMIN_GATEWAY, actor, db, listing, no_content, ok
+from gateway.catalog import bump_version
+from gateway.errors import InvalidRequest
+from gateway.tenancy.audit import record
+from inference.manifest import ManifestError, check_model_name
+from inference.remote import normalize_url
+
+REMOTE_CREATE = {
+    "name": Field("string", True),
+    "url": Field("string", True),
+    "model": Field("string", True),
+    "api_key_env": Field("string?"),
+}
+_NSTR: dict[str, Any] = {"type": "string", "nullable": True}
+_NNUM: dict[str, Any] = {"type": "number", "nullable": True}
+_NINT: dict[str, Any] = {"type": "integer", "nullable": True}
+_ENGINE: dict[str, dict[str, Any]] = {
+    "name": {"type": "string"},
+    "model": {"type": "string", "description": "the served model name (an alias clients call)"},
+    "kind": {"type": "string", "enum": ["local", "remote"]},
+    "state": {
+        "type": "string",
+        "description": "local: starting, ready, backoff, stopping, stopped, failed; "
+        "remote: checking, ready, unreachable",
+    },
+    "url": {**_NSTR, "description": "its OpenAI-compatible API"},
+    "error": {**_NSTR, "description": "why it is not ready, when it is not"},
+    "kv_cache_usage": {**_NNUM, "description": "0-1, from the engine's /metrics"},
+    "running": {**_NINT, "description": "requests running, from the engine's /metrics"},
+    "waiting": {**_NINT, "description": "requests queued, from the engine's /metrics"},
+}
+_REMOTE: dict[str, dict[str, Any]] = {
+    "name": {"type": "string"},
+    "url": {"type": "string"},
+    "model": {"type": "string"},
+    "api_key_env": _NSTR,
+    "enabled": {"type": "boolean"},
+    "created_at": {"type": "string"},
+    "updated_at": {"type": "string"},
+}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Engine": {"type": "object", "required": list(_ENGINE), "properties": _ENGINE},
+    "RemoteEngine": {"type": "object", "required": list(_REMOTE), "properties": _REMOTE},
+}
+LISTS = {"EngineList": "Engine", "RemoteEngineList": "RemoteEngine"}
+QUERY: dict[str, dict[str, Any]] = {}
+
+
+async def list_engines(request: web.Request) -> web.Response:
+    """GET /engines: every engine, local and remote, with its state and load."""
+    gw = request.app[ADMIN_GATEWAY]
+    return listing(gw.engine_report())
+
+
+def _remote(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "enabled": bool(row["enabled"])}
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"url {url!r} must be an http:// or https:// URL", param="url")
+    if parts.query or parts.fragment:
+        raise InvalidRequest("url must not carry a query or a fragment", param="url")
+    return normalize_url(url)
+
+
+async def add_remote_engine(request: web.Request) -> web.Response:
+    """POST /engines/remote: register a vLLM server elsewhere on the network by URL."""
+    f = take(await read_object(request), REMOTE_CREATE)
+    try:
+        name = check_model_name(f["name"])
+        model = check_model_name(f["model"])
+    except ManifestError as exc:
+        raise InvalidRequest(str(exc), param="name") from None
+    url = _check_url(f["url"])
+    env = f.get("api_key_env")
+    if env is not None and not env.replace("_", "a").isalnum():
+        raise InvalidRequest(f"{env!r} is not an environment variable name", param="api_key_env")
+    store = db(request)
+    now = utcnow()
+    row = {
+        "name": name,
+        "url": url,
+        "model": model,
+        "api_key_env": env,
+        "enabled": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with transaction(store):
+        if store.execute("SELECT 1 FROM remote_engines WHERE name = ?", [name]).fetchone():
+            raise ConflictError(f"a remote engine named {name!r} exists")
+        store.table("remote_engines").insert(row)
+        record(store, actor(request), "create", "remote_engine", name, None, row)
+        bump_version(store)
+    return ok(_remote(row), 201)
+
+
+async def list_remote_engines(request: web.Request) -> web.Response:
+    """GET /engines/remote: the registered remote engines."""
+    rows = db(request).query("SELECT * FROM remote_engines ORDER BY name")
+    return listing([_remote(r) for r in rows])
+
+
+async def delete_remote_engine(request: web.Request) -> web.Response:
+    """DELETE /engines/remote/{name}: stop watching and routing to it."""
+    name = request.match_info["name"]
+    store = db(request)
+    with transaction(store):
+        rows = list(store.query("SELECT * FROM remote_engines WHERE name = ?", [name]))
+        if not rows:
+            raise NotFoundError(f"no remote engine named {name!r}")
+        store.execute("DELETE FROM remote_engines WHERE name = ?", [name])
+        record(store, actor(request), "delete", "remote_engine", name, rows[0], None)
+        bump_version(store)
+    return no_content()

@@ -1,0 +1,1 @@
+"""Hardware tests: run on a machine with an NVIDIA GPU (see README.md); not part of `make test`."""
