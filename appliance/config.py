@@ -139,6 +139,9 @@ class InferenceConfig:
     port_count: int = 100
     # auto: the GPUs when there are any, else vLLM's CPU build; cuda or cpu force one.
     device: str = "auto"
+    # process: engines are child processes of `aigw up`; systemd: instances of the unit
+    # aigw-engine@NAME.service (the box), started and stopped by the gateway.
+    supervisor: str = "process"
     gpu_memory_utilization: float = 0.90
     # CPU engines: the KV cache's size in bytes (vLLM's --kv-cache-memory-bytes); 0: its default.
     cpu_kv_cache_bytes: int = 0
@@ -340,6 +343,10 @@ def _validate_governance(cfg: Config) -> None:
 def _validate_inference(i: InferenceConfig) -> None:
     if i.device not in ("auto", "cuda", "cpu"):
         raise ConfigError(f"[inference] device must be auto, cuda or cpu, got {i.device!r}")
+    if i.supervisor not in ("process", "systemd"):
+        raise ConfigError(
+            f"[inference] supervisor must be process or systemd, got {i.supervisor!r}"
+        )
     if i.port_base < 1024 or i.port_count < 1 or i.port_base + i.port_count > 65536:
         raise ConfigError("[inference] port_base and port_count must name ports 1024-65535")
     if not 0 < i.gpu_memory_utilization <= 1:

@@ -13,19 +13,18 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from appliance.config import Config
+from appliance.engine_spec import enabled_engines
+from appliance.engine_units import SystemdEngines, UnitEngine
 from gateway.engines import Replica, load_to_dict
 from gateway.state import Gateway
-from inference.engine_args import engine_command, engine_environment, resolve_device
-from inference.manifest import Manifest, ManifestError, parse_manifest
+from inference.engine_args import resolve_device
 from inference.remote import RemoteEngine, RemoteSpec, RemoteWatcher
 from inference.supervisor import Engine, EngineSpec, Supervisor
 
@@ -35,17 +34,28 @@ log = logging.getLogger(__name__)
 class EngineManager:
     """Reconciles engines with the configuration and reports their state."""
 
-    def __init__(self, cfg: Config, gw: Gateway, gpu_count: int) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        gw: Gateway,
+        gpu_count: int,
+        systemctl: Sequence[str] = ("systemctl",),
+    ) -> None:
         self.cfg = cfg
         self.gw = gw
         self.gpu_count = gpu_count
         self.device = resolve_device(cfg.inference.device, gpu_count)
-        self.supervisor = Supervisor(cfg.inference, on_ready=self._ready, on_down=self._down)
+        self.supervisor: Supervisor | SystemdEngines
+        if cfg.inference.supervisor == "systemd":  # the box: aigw-engine@NAME.service
+            self.supervisor = SystemdEngines(
+                cfg.inference, on_ready=self._ready, on_down=self._down, systemctl=systemctl
+            )
+        else:
+            self.supervisor = Supervisor(cfg.inference, on_ready=self._ready, on_down=self._down)
         self.remote = RemoteWatcher(
             cfg.inference.watch_interval_s, on_ready=self._remote_ready, on_down=self._remote_down
         )
         self.problems: dict[str, str] = {}  # model → why it cannot be started at all
-        self._ports: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._pending: asyncio.Task[None] | None = None
         self._metrics: EngineMetrics | None = None
@@ -91,83 +101,17 @@ class EngineManager:
 
     def _wanted(self) -> tuple[dict[str, EngineSpec], dict[str, RemoteSpec]]:
         db = self.gw.db
-        problems: dict[str, str] = {}
-        local: dict[str, EngineSpec] = {}
-        python = self.cfg.engine_python
-        for row in db.query("SELECT name, manifest FROM local_models WHERE enabled = 1"):
-            name = row["name"]
-            try:
-                manifest = parse_manifest(row["manifest"])
-            except ManifestError as exc:
-                problems[name] = f"its manifest is unusable: {exc}"
-                continue
-            folder = self.cfg.models_dir / name
-            if not (folder / "manifest.json").is_file():
-                problems[name] = f"its folder {folder} is missing; import it again"
-                continue
-            if not python.is_file():
-                problems[name] = (
-                    f"vLLM's environment is not installed: {python} does not exist "
-                    "(set [inference] engine_python or AIGW_ENGINE_PYTHON)"
-                )
-                continue
-            local[name] = self._spec(manifest, folder, python)
-        for name in set(self._ports) - set(local):
-            del self._ports[name]
+        local, problems = enabled_engines(self.cfg, db, self.gpu_count, self.device)
         remote: dict[str, RemoteSpec] = {}
         for row in db.query("SELECT * FROM remote_engines WHERE enabled = 1"):
             env = row["api_key_env"]
             key = os.environ.get(env) if env else None
             remote[row["name"]] = RemoteSpec(row["name"], row["url"], row["model"], key)
-        self.problems = problems
         for name, why in problems.items():
-            log.error("local model %s cannot be started: %s", name, why)
+            if self.problems.get(name) != why:
+                log.error("local model %s cannot be started: %s", name, why)
+        self.problems = problems
         return local, remote
-
-    def _spec(self, manifest: Manifest, folder: Path, python: Path) -> EngineSpec:
-        name = manifest.name
-        port = self._ports.get(name) or self._free_port()
-        self._ports[name] = port
-        cache = self.cfg.state_dir / "engine-cache" / name
-        logs = self.cfg.state_dir / "logs"
-        for d in (cache, logs):
-            d.mkdir(parents=True, exist_ok=True)
-        argv = engine_command(
-            manifest,
-            folder,
-            port,
-            python=python,
-            gpu_count=self.gpu_count,
-            device=self.device,
-            cfg=self.cfg.inference,
-        )
-        env = engine_environment(cache, self.device, os.environ)
-        return EngineSpec(
-            name=name,
-            argv=tuple(argv),
-            env=env,
-            port=port,
-            served_name=name,
-            log_path=logs / f"engine-{name}.log",
-            cwd=cache,
-        )
-
-    def _free_port(self) -> int:
-        """The first port of the engines' range that no engine holds and nothing listens on."""
-        taken = set(self._ports.values())
-        i = self.cfg.inference
-        for port in range(i.port_base, i.port_base + i.port_count):
-            if port in taken:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-        raise RuntimeError(
-            f"no free port for an engine in {i.port_base}-{i.port_base + i.port_count - 1}"
-        )
 
     def report(self) -> list[dict[str, Any]]:
         """Every engine, local and remote, with its state and load: what `GET /admin/v1/engines`,
@@ -175,8 +119,9 @@ class EngineManager:
         rows: list[dict[str, Any]] = []
         for name, why in sorted(self.problems.items()):
             rows.append(_row(name, name, "local", "failed", None, why))
-        for name, e in sorted(self.supervisor.engines().items()):
-            state = str(getattr(e.state, "value", e.state))
+        engines: dict[str, Engine | UnitEngine] = dict(self.supervisor.engines())
+        for name, e in sorted(engines.items()):
+            state = str(e.state)
             row = _row(name, e.spec.served_name, "local", state, e.base_url, e.last_error)
             row.update(pid=e.pid, port=e.spec.port, restarts=e.restarts, device=self.device)
             row.update(load_to_dict(getattr(e, "load", None)))
@@ -192,7 +137,7 @@ class EngineManager:
         """Each served model's engine state, as the admin API and clients' 503s say it."""
         out: dict[str, str] = {name: f"failed: {why}" for name, why in self.problems.items()}
         for engine in self.supervisor.engines().values():
-            state = str(engine.state.value if hasattr(engine.state, "value") else engine.state)
+            state = str(engine.state)
             if engine.last_error and state != "ready":
                 state += f": {engine.last_error}"
             out[engine.spec.served_name] = state
@@ -205,7 +150,7 @@ class EngineManager:
 
     # The watchers' callbacks: the pool changes at once, and the deployment's circuit is
     # cleared when an engine comes back, so what the old process did is not held against it.
-    def _ready(self, engine: Engine) -> None:
+    def _ready(self, engine: Engine | UnitEngine) -> None:
         model = engine.spec.served_name
         self.gw.engines.up(
             Replica(f"engine:{engine.spec.name}", model, engine.base_url, "local", engine)
@@ -214,7 +159,7 @@ class EngineManager:
         self.gw.local_adapter.describe_waiting(self.states())
         log.info("engine %s is ready on %s", engine.spec.name, engine.base_url)
 
-    def _down(self, engine: Engine) -> None:
+    def _down(self, engine: Engine | UnitEngine) -> None:
         if self.gw.engines.down(f"engine:{engine.spec.name}"):
             log.warning("engine %s is down; out of routing", engine.spec.name)
         self.gw.local_adapter.describe_waiting(self.states())

@@ -339,6 +339,9 @@ MIGRATIONS: list[str] = [
         source TEXT NOT NULL,
         signed_by TEXT,
         enabled INTEGER NOT NULL DEFAULT 0,
+        -- The engine's port on 127.0.0.1, kept from its first start: the gateway and a
+        -- systemd unit (aigw-engine@NAME) agree on it without talking to each other.
+        port INTEGER UNIQUE,
         imported_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );

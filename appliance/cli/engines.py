@@ -8,6 +8,8 @@ running box (or --url); registering a remote engine works either way.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from appliance.admin_client import segment
 from appliance.cli._common import Ctx, SubParsers, add_json, emit_done, emit_object, emit_rows
@@ -44,6 +46,14 @@ def register_engines(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     )
     add_json(add)
     add.set_defaults(func=add_remote)
+    ex = actions.add_parser(
+        "exec",
+        parents=[common],
+        help="run an enabled local model's engine in the foreground "
+        "(ExecStart of aigw-engine@NAME.service)",
+    )
+    ex.add_argument("name")
+    ex.set_defaults(func=exec_engine)
     rm = actions.add_parser("remove-remote", parents=[common], help="forget a remote engine")
     rm.add_argument("name")
     add_json(rm)
@@ -83,3 +93,25 @@ def remove_remote(ctx: Ctx) -> None:
     """Forget a remote engine: out of routing and no longer watched."""
     ctx.call("DELETE", f"/engines/remote/{segment(ctx.args.name)}")
     emit_done(ctx, f"remote engine {ctx.args.name} removed", name=ctx.args.name)
+
+
+def exec_engine(ctx: Ctx) -> None:
+    """Replace this process with the model's vLLM server, derived as `aigw up` derives it (the
+    same command, environment and port), so systemd supervises the engine itself."""
+    from appliance.engine_spec import EngineSpecError, model_spec
+    from appliance.store import open_store
+    from inference.engine_args import resolve_device
+    from inference.gpus import probe
+
+    cfg, name = ctx.cfg, ctx.args.name
+    gpus = len(probe().gpus)
+    db = open_store(cfg.database_path)
+    try:
+        spec = model_spec(cfg, db, name, gpus, resolve_device(cfg.inference.device, gpus))
+    except EngineSpecError as exc:
+        raise ApplianceError(f"engine {name}: {exc}") from None
+    finally:
+        db.conn.close()
+    sys.stdout.flush()
+    os.chdir(spec.cwd)
+    os.execve(spec.argv[0], list(spec.argv), dict(spec.env))

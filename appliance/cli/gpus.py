@@ -12,6 +12,7 @@ from typing import Any
 from appliance.cli._common import Ctx, SubParsers, add_json, print_json, table
 
 COLUMNS = ["gpu", "name", "memory", "util", "temp", "power", "ecc unc/corr", "throttle"]
+ENGINE_COLUMNS = ["engine", "model", "kind", "state", "kv cache", "running", "waiting", "url"]
 _GIB = 1024**3
 
 
@@ -33,6 +34,9 @@ def show_gpus(ctx: Ctx) -> None:
     print(headline(report))
     if report["gpus"]:
         print(table([row(g) for g in report["gpus"]], COLUMNS))
+    if report.get("engines"):
+        print("\nengines (this box's and remote ones):")
+        print(table([engine_row(e) for e in report["engines"]], ENGINE_COLUMNS))
 
 
 def headline(report: dict[str, Any]) -> str:
@@ -73,3 +77,18 @@ def _pair(uncorrected: int | None, corrected: int | None) -> str | None:
     if uncorrected is None and corrected is None:
         return None
     return "/".join("-" if n is None else str(n) for n in (uncorrected, corrected))
+
+
+def engine_row(e: dict[str, Any]) -> dict[str, Any]:
+    """One engine's row: where it runs, its state and its load."""
+    kv = e.get("kv_cache_usage")
+    return {
+        "engine": e["name"],
+        "model": e["model"],
+        "kind": e["kind"],
+        "state": e["state"],
+        "kv cache": None if kv is None else f"{kv * 100:.0f}%",
+        "running": e.get("running"),
+        "waiting": e.get("waiting"),
+        "url": e.get("url"),
+    }

@@ -48,6 +48,11 @@ _REPORT: dict[str, dict[str, Any]] = {
     "nvml_version": _NSTR,
     "read_at": {"type": "string", "description": "UTC time of the reading"},
     "gpus": {"type": "array", "items": {"$ref": "#/components/schemas/Gpu"}},
+    "engines": {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Engine"},
+        "description": "the engines, local and remote, with their load: capacity in one place",
+    },
 }
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Gpu": {"type": "object", "required": list(_GPU), "properties": _GPU},
@@ -68,5 +73,6 @@ async def get_gpus(request: web.Request) -> web.Response:
             "series": resolve_series(configured, report),
             "configured_series": configured,
             "detected_series": report.series,
+            "engines": gw.engine_report(),
         }
     )

@@ -277,3 +277,18 @@ def _load_of(box: Box, engine: FakeVLLM) -> int | None:
 
 def _state(box: Box, name: str) -> str:
     return box.manager.states().get("other", "") if name == "gone" else ""
+
+
+def test_gpus_show_local_and_remote_capacity_in_one_place(box: Box) -> None:
+    box.engines[1].kv_cache_usage = 0.25
+    wait_for(lambda: _kv_of(box, "gpu-1") == 0.25)
+    status, report = box.call("GET", "/gpus")
+    assert status == 200 and report["series"] == "G"
+    engines = {e["name"]: e for e in report["engines"]}
+    assert engines["gpu-1"]["kind"] == "remote" and engines["gpu-1"]["state"] == "ready"
+    assert engines["gpu-1"]["kv_cache_usage"] == 0.25
+
+
+def _kv_of(box: Box, name: str) -> float | None:
+    row = next((r for r in box.manager.report() if r["name"] == name), None)
+    return None if row is None else row["kv_cache_usage"]
