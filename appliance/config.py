@@ -145,6 +145,8 @@ class InferenceConfig:
     gpu_memory_utilization: float = 0.90
     # CPU engines: the KV cache's size in bytes (vLLM's --kv-cache-memory-bytes); 0: its default.
     cpu_kv_cache_bytes: int = 0
+    # CPU engines: the cores vLLM binds its threads to ("0-13", "0,2,4"); empty: all of them.
+    cpu_cores: str = ""
     start_timeout_s: float = 600.0
     stop_timeout_s: float = 20.0
     restart_backoff_max_s: float = 60.0
@@ -351,6 +353,8 @@ def _validate_inference(i: InferenceConfig) -> None:
         raise ConfigError("[inference] port_base and port_count must name ports 1024-65535")
     if not 0 < i.gpu_memory_utilization <= 1:
         raise ConfigError("[inference] gpu_memory_utilization must be > 0 and <= 1")
+    if i.cpu_cores and not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", i.cpu_cores):
+        raise ConfigError(f"[inference] cpu_cores must be like 0-13 or 0,2,4, got {i.cpu_cores!r}")
     if i.cpu_kv_cache_bytes < 0:
         raise ConfigError("[inference] cpu_kv_cache_bytes must be >= 0")
     for name in ("start_timeout_s", "stop_timeout_s", "restart_backoff_max_s", "watch_interval_s"):

@@ -88,7 +88,7 @@ def engine_spec(
     return EngineSpec(
         name=name,
         argv=tuple(argv),
-        env=engine_environment(cache, device, os.environ),
+        env=engine_environment(cache, device, os.environ, cfg.inference.cpu_cores),
         port=port,
         served_name=name,
         log_path=logs / f"engine-{name}.log",

@@ -105,7 +105,9 @@ def engine_command(
     return argv
 
 
-def engine_environment(cache_dir: Path, device: str, base: Mapping[str, str]) -> dict[str, str]:
+def engine_environment(
+    cache_dir: Path, device: str, base: Mapping[str, str], cpu_cores: str = ""
+) -> dict[str, str]:
     """The engine's environment: a few variables of `base`, offline flags, caches in cache_dir.
 
     The folders are not created here (see ensure_cache_dirs).
@@ -116,6 +118,10 @@ def engine_environment(cache_dir: Path, device: str, base: Mapping[str, str]) ->
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(OFFLINE)
     env.update({k: str(cache_dir / sub) for k, sub in CACHE_DIRS.items()})
+    if device == "cpu" and cpu_cores:
+        # vLLM's CPU worker binds its OpenMP threads to these cores (default: all of them, so
+        # any other process on the box stalls every step); e.g. "0-13" leaves the rest free.
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_cores
     env["PYTHONUNBUFFERED"] = "1"  # the log shows a crash's last lines
     env["PYTHONSAFEPATH"] = "1"  # `python -m` must not import from the working directory
     return env

@@ -171,3 +171,10 @@ def test_ensure_cache_dirs(tmp_path: Path) -> None:
     ensure_cache_dirs(tmp_path / "cache")
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(CACHE_DIRS.values())
     ensure_cache_dirs(tmp_path / "cache")  # again: nothing to do
+
+
+def test_cpu_engines_bind_their_threads_to_the_configured_cores(tmp_path: Path) -> None:
+    env = engine_environment(tmp_path, "cpu", BASE, "0-3")
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-3"
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(tmp_path, "cpu", BASE)
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(tmp_path, "cuda", BASE, "0-3")
