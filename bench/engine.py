@@ -209,11 +209,14 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--seconds", type=float, default=15.0, help="per round")
     p.add_argument("--rounds", type=int, default=3, help="rounds per target, alternating")
+    p.add_argument("--hidden", type=int, default=512, help="the random model's hidden size")
+    p.add_argument("--layers", type=int, default=8, help="the random model's layers")
     a = p.parse_args()
     python = Path(os.environ.get("AIGW_ENGINE_PYTHON") or build(default_cache_path()))
     with tempfile.TemporaryDirectory(prefix="aigw-bench-engine-") as raw:
         tmp = Path(raw)
-        model = write_tiny_model(python, tmp / "models-src" / TINY_MODEL_NAME)
+        size = (a.hidden, a.layers)
+        model = write_tiny_model(python, tmp / "models-src" / TINY_MODEL_NAME, size)
         log("starting aigw up with the tiny model's vLLM engine (25-70 s on CPU)")
         proc, urls = start_box(tmp, python, model)
         proxy: subprocess.Popen[bytes] | None = None
@@ -278,7 +281,8 @@ def report(results: dict[str, list[dict[str, float]]], a: argparse.Namespace) ->
         [
             f"# Engine throughput — {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
             "",
-            f"{platform.machine()}, {os.cpu_count()} cores, vLLM CPU build, tiny model; "
+            f"{platform.machine()}, {os.cpu_count()} cores, vLLM CPU build, a random Llama of "
+            f"hidden size {a.hidden} and {a.layers} layers; "
             f"{a.concurrency} streams x {a.max_tokens} tokens, {a.rounds} rounds of "
             f"{a.seconds:g} s per target, the order rotating",
             "",

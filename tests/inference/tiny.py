@@ -15,11 +15,12 @@ TINY_MODEL_NAME = "tiny"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1"}
 
 
-def write_tiny_model(python: Path, out: Path) -> Path:
-    """Write the tiny random Llama into `out` with the engine's python; returns `out`."""
+def write_tiny_model(python: Path, out: Path, size: tuple[int, int] | None = None) -> Path:
+    """Write the tiny random Llama into `out` with the engine's python; returns `out`.
+    `size` (hidden, layers) makes a larger one of the same shape (the benchmark's)."""
     env = {**os.environ, **OFFLINE, "TMPDIR": str(out.parent)}
     done = subprocess.run(
-        [str(python), str(TINY_MODEL_SCRIPT), str(out)],
+        [str(python), str(TINY_MODEL_SCRIPT), str(out), *map(str, size or ())],
         capture_output=True,
         text=True,
         timeout=300,

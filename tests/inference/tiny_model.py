@@ -2,7 +2,10 @@
 
 Run it with the engine's python (torch, transformers and tokenizers live there):
 
-    /path/to/engine/bin/python tests/inference/tiny_model.py OUTDIR
+    /path/to/engine/bin/python tests/inference/tiny_model.py OUTDIR [HIDDEN LAYERS]
+
+(HIDDEN and LAYERS make a larger random model of the same shape for the benchmark, whose
+tokens then cost what a small real model's do; the tests use the defaults.)
 
 It writes config.json, generation_config.json, model.safetensors, tokenizer.json,
 tokenizer_config.json (with a chat template) and special_tokens_map.json, deterministically
@@ -79,7 +82,7 @@ def write_tokenizer(out: Path) -> int:
     return int(tok.get_vocab_size())
 
 
-def write_model(out: Path, vocab: int) -> None:
+def write_model(out: Path, vocab: int, hidden: int = 64, layers: int = 2) -> None:
     """A two-layer Llama with random weights (seed 0), in bfloat16 safetensors."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -87,11 +90,11 @@ def write_model(out: Path, vocab: int) -> None:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 32,  # a head dimension of 32, which vLLM's CPU kernel takes
+        num_key_value_heads=hidden // 32,
         max_position_embeddings=CONTEXT,
         tie_word_embeddings=True,
         bos_token_id=SPECIAL.index(BOS),
@@ -109,12 +112,13 @@ def write_model(out: Path, vocab: int) -> None:
 
 def main(argv: list[str]) -> int:
     """Write the model into the folder named on the command line."""
-    if len(argv) != 1:
-        print("usage: tiny_model.py OUTDIR", file=sys.stderr)
+    if len(argv) not in (1, 3):
+        print("usage: tiny_model.py OUTDIR [HIDDEN LAYERS]", file=sys.stderr)
         return 2
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
-    write_model(out, write_tokenizer(out))
+    size = (int(argv[1]), int(argv[2])) if len(argv) == 3 else (64, 2)
+    write_model(out, write_tokenizer(out), *size)
     print(out)
     return 0
 
