@@ -68,8 +68,9 @@ def engine_spec(
     python = cfg.engine_python
     if not python.is_file():
         raise EngineSpecError(
-            f"vLLM's environment is not installed: {python} does not exist "
-            "(set [inference] engine_python or AIGW_ENGINE_PYTHON)"
+            f"vLLM's environment is not installed: {python} does not exist (build one with "
+            "`python -m inference.engine_env build DIR`, then set [inference] engine_python "
+            "or AIGW_ENGINE_PYTHON to DIR/bin/python)"
         )
     port = engine_port(db, cfg, name)
     cache = cfg.state_dir / "engine-cache" / name

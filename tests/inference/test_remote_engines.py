@@ -23,6 +23,7 @@ from gateway.engines import EnginePool, Replica
 from gateway.tenancy import store as tenancy
 from tests.fakes.vllm import FakeVLLM
 from tests.harness import Stack, request
+from tests.inference.fake_models import make_model_folder
 
 
 class Box:
@@ -292,3 +293,23 @@ def test_gpus_show_local_and_remote_capacity_in_one_place(box: Box) -> None:
 def _kv_of(box: Box, name: str) -> float | None:
     row = next((r for r in box.manager.report() if r["name"] == name), None)
     return None if row is None else row["kv_cache_usage"]
+
+
+def test_an_enabled_model_without_vllm_installed_says_what_to_do(box: Box, tmp_path: Path) -> None:
+    folder = make_model_folder(tmp_path, "demo", context=1024)
+    status, row = box.call("POST", "/local-models/import", {"path": str(folder), "license": "mit"})
+    assert status == 201, row
+    status, _ = box.call("POST", "/local-models/demo/enable")
+    assert status == 200
+    wait_for(lambda: "demo" in box.gw.routes and "demo" in box.manager.states())
+    assert "vLLM's environment is not installed" in box.manager.states()["demo"]
+    with pytest.raises(openai.InternalServerError) as err:
+        box.client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "Hi"}]
+        )
+    body = err.value.body
+    assert isinstance(body, dict) and body["code"] == "engine_unavailable"
+    assert "inference.engine_env build" in body["message"]
+    status, _ = box.call("POST", "/local-models/demo/disable")
+    assert status == 200
+    wait_for(lambda: "demo" not in box.gw.routes)
