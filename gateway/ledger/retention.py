@@ -23,15 +23,13 @@ chain's head, and keeps SQLite from handing out its ids again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
+from appliance.chunked import ChunkedJob
 from appliance.writer import GroupCommitWriter
 from gateway.ledger.hours import ts_text
 from gateway.ledger.ids import boundary_id
@@ -121,8 +119,10 @@ def prune(
     return total
 
 
-class Retention:
+class Retention(ChunkedJob):
     """Prunes the ledger now and then on the event loop, a chunk at a time."""
+
+    name = "ledger retention"
 
     def __init__(
         self,
@@ -134,27 +134,10 @@ class Retention:
         chunk: int = CHUNK_ROWS,
         pause: float = PAUSE_SECONDS,
     ) -> None:
-        self.writer = writer
-        self.retention_days = retention_days
-        self.interval, self.first_delay = interval, first_delay
-        self.chunk, self.pause = chunk, pause
-        self.deleted = 0
-        self.max_chunk_seconds = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start the background task (call after the writer has started)."""
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="aigw-ledger-retention"
+        super().__init__(
+            writer, interval=interval, first_delay=first_delay, chunk=chunk, pause=pause
         )
-
-    async def stop(self) -> None:
-        """Stop between two chunks (call before the writer closes)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self.retention_days = retention_days
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: drop everything older than the cut-off, yielding between chunks."""
@@ -162,28 +145,12 @@ class Retention:
         end = self.writer.run_between_batches(lambda conn: purge_end(conn, before))
         if self.writer.run_between_batches(lambda conn: anchor(conn, end, before)) is None:
             return 0
-        total = 0
-        while True:
-            started = time.perf_counter()
-            n = self.writer.run_between_batches(lambda conn: delete_chunk(conn, end, self.chunk))
-            self.max_chunk_seconds = max(self.max_chunk_seconds, time.perf_counter() - started)
-            if n == 0:
-                break
-            total += n
-            await asyncio.sleep(self.pause)
+        self.pass_deleted = 0
+        total = await self.delete_chunks(lambda conn: delete_chunk(conn, end, self.chunk))
         self.deleted += total
         if total:
             log.info("ledger retention: dropped %d records older than %s", total, before)
         return total
-
-    async def _run(self) -> None:
-        await asyncio.sleep(self.first_delay)
-        while True:
-            try:
-                await self.run_once()
-            except sqlite3.Error as exc:
-                log.warning("ledger retention failed, retrying in %.0f s: %s", self.interval, exc)
-            await asyncio.sleep(self.interval)
 
 
 def start_retention(

@@ -10,15 +10,13 @@ short records what it did delete.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
-import time
 from datetime import UTC, datetime
 
 import sqlite_utils
 
+from appliance.chunked import ChunkedJob
 from appliance.writer import GroupCommitWriter
 from gateway.ledger.hours import ts_text
 from gateway.tenancy.audit import record
@@ -81,8 +79,10 @@ def purge(
     return total
 
 
-class ContentPurge:
+class ContentPurge(ChunkedJob):
     """Purges retained content now and then on the event loop, a chunk at a time."""
+
+    name = "content purge"
 
     def __init__(
         self,
@@ -93,56 +93,24 @@ class ContentPurge:
         chunk: int = CHUNK_ROWS,
         pause: float = PAUSE_SECONDS,
     ) -> None:
-        self.writer = writer
-        self.interval, self.first_delay = interval, first_delay
-        self.chunk, self.pause = chunk, pause
-        self.deleted = 0
-        self.max_chunk_seconds = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start the background task (call after the writer has started)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="aigw-content-purge")
-
-    async def stop(self) -> None:
-        """Stop between two chunks (call before the writer closes)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        super().__init__(
+            writer, interval=interval, first_delay=first_delay, chunk=chunk, pause=pause
+        )
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: delete what is due by `now` (default: now), yielding between chunks."""
         until = ts_text(now or datetime.now(UTC))
-        total = 0
+        self.pass_deleted = 0
         try:
-            while True:
-                started = time.perf_counter()
-                n = self.writer.run_between_batches(
-                    lambda conn: delete_chunk(conn, until, self.chunk)
-                )
-                self.max_chunk_seconds = max(self.max_chunk_seconds, time.perf_counter() - started)
-                if n == 0:
-                    break
-                total += n
-                await asyncio.sleep(self.pause)
+            await self.delete_chunks(lambda conn: delete_chunk(conn, until, self.chunk))
         finally:
             # Also when stopped or failed part way: what went is on record.
+            total = self.pass_deleted
             if total:
                 self.writer.run_between_batches(lambda conn: audit_pass(conn, total, until))
                 self.deleted += total
                 log.info("retention: purged %d content records due by %s", total, until)
         return total
-
-    async def _run(self) -> None:
-        await asyncio.sleep(self.first_delay)
-        while True:
-            try:
-                await self.run_once()
-            except sqlite3.Error as exc:
-                log.warning("content purge failed, retrying in %.0f s: %s", self.interval, exc)
-            await asyncio.sleep(self.interval)
 
 
 def start_purge(
