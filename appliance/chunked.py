@@ -24,19 +24,31 @@ class ChunkedJob:
     """The schedule and the chunk loop; a subclass says what one pass deletes (`run_once`)."""
 
     name = "chunked job"  # for the task's name and the log
+    # A subclass's schedule: seconds between passes and before the first, rows per chunk and
+    # the pause after each; the constructor can change any of them (tests do).
+    interval = 3600.0
+    first_delay = 60.0
+    chunk = 2000
+    pause = 0.05
 
     def __init__(
         self,
         writer: GroupCommitWriter,
         *,
-        interval: float,
-        first_delay: float,
-        chunk: int,
-        pause: float,
+        interval: float | None = None,
+        first_delay: float | None = None,
+        chunk: int | None = None,
+        pause: float | None = None,
     ) -> None:
         self.writer = writer
-        self.interval, self.first_delay = interval, first_delay
-        self.chunk, self.pause = chunk, pause
+        if interval is not None:
+            self.interval = interval
+        if first_delay is not None:
+            self.first_delay = first_delay
+        if chunk is not None:
+            self.chunk = chunk
+        if pause is not None:
+            self.pause = pause
         self.deleted = 0  # since start
         self.max_chunk_seconds = 0.0
         self.pass_deleted = 0  # in the pass under way (also when it stops part way)

@@ -14,9 +14,11 @@ import socket
 import sqlite_utils
 
 from appliance.config import Config
+from appliance.errors import ConflictError, NotFoundError
 from appliance.store import transaction
+from gateway.local_models import checked_enabled_models, local_model
 from inference.engine_args import engine_command, engine_environment, ensure_cache_dirs
-from inference.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest
+from inference.manifest import MANIFEST_NAME, Manifest
 from inference.supervisor import EngineSpec
 
 
@@ -101,17 +103,13 @@ def enabled_engines(
     cfg: Config, db: sqlite_utils.Database, gpu_count: int, device: str
 ) -> tuple[dict[str, EngineSpec], dict[str, str]]:
     """The engines of every enabled model, and why the others cannot run."""
+    models, problems = checked_enabled_models(db, cfg.models_dir)
     specs: dict[str, EngineSpec] = {}
-    problems: dict[str, str] = {}
-    for row in db.query("SELECT name, manifest FROM local_models WHERE enabled = 1"):
+    for model in models:
         try:
-            specs[row["name"]] = engine_spec(
-                cfg, db, parse_manifest(row["manifest"]), gpu_count, device
-            )
-        except ManifestError as exc:
-            problems[row["name"]] = f"its manifest is unusable: {exc}"
+            specs[model.name] = engine_spec(cfg, db, model.manifest, gpu_count, device)
         except EngineSpecError as exc:
-            problems[row["name"]] = str(exc)
+            problems[model.name] = str(exc)
     return specs, problems
 
 
@@ -119,12 +117,14 @@ def model_spec(
     cfg: Config, db: sqlite_utils.Database, name: str, gpu_count: int, device: str
 ) -> EngineSpec:
     """One enabled model's engine (for `aigw engines exec NAME`)."""
-    row = db.execute("SELECT manifest, enabled FROM local_models WHERE name = ?", [name]).fetchone()
-    if row is None:
-        raise EngineSpecError(f"no local model named {name!r}; `aigw models status` lists them")
-    if not row[1]:
-        raise EngineSpecError(f"local model {name!r} is not enabled (`aigw models enable`)")
     try:
-        return engine_spec(cfg, db, parse_manifest(row[0]), gpu_count, device)
-    except ManifestError as exc:
-        raise EngineSpecError(f"its manifest is unusable: {exc}") from None
+        model = local_model(db, cfg.models_dir, name)
+    except NotFoundError:
+        raise EngineSpecError(
+            f"no local model named {name!r}; `aigw models status` lists them"
+        ) from None
+    except ConflictError as exc:  # a manifest spoilt by hand
+        raise EngineSpecError(str(exc)) from None
+    if not model.enabled:
+        raise EngineSpecError(f"local model {name!r} is not enabled (`aigw models enable`)")
+    return engine_spec(cfg, db, model.manifest, gpu_count, device)

@@ -15,22 +15,19 @@ the model does not exist.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 import sqlite_utils
 
 from gateway.catalog import ProviderDef
 from gateway.errors import ServiceUnavailable
+from gateway.local_models import enabled_models
 from gateway.providers.base import Timeouts
 from gateway.providers.openai import OpenAIAdapter
 from gateway.routing.model import Deployment, Route
-from inference.manifest import ManifestError, parse_manifest
-
-log = logging.getLogger(__name__)
 
 LOCAL = "local"  # the provider name of every engine, in the ledger, prices and routes
 ENGINE_UNAVAILABLE = "engine_unavailable"
@@ -148,8 +145,8 @@ class LocalAdapter(OpenAIAdapter):
         super().__init__(ProviderDef(LOCAL, "openai", "http://127.0.0.1"), timeouts)
         self.pool = pool
         self._starting: Mapping[str, str] = {}
-        # No key of its own: each replica carries its headers. An empty key would make
-        # `has_credential` false, so the adapter holds an always-ready marker instead.
+        # No key of its own: each replica carries its headers (see `url`). An empty key would
+        # make `has_credential` false, so the adapter holds an always-ready marker instead.
         self.set_credential(LOCAL, "")
 
     @property
@@ -184,22 +181,11 @@ class LocalAdapter(OpenAIAdapter):
             raise ServiceUnavailable(
                 f"local engines do not serve the {endpoint} endpoint", code=ENGINE_UNAVAILABLE
             )
+        # The replica's own headers (a remote engine may want a key) for the `post` that
+        # follows: the dispatcher calls it next, with no await between, so requests to other
+        # replicas cannot swap them in between.
+        self._headers = replica.headers
         return replica.urls[endpoint]
-
-    async def post(
-        self, url: str, body: bytes, trace_headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
-        """POST with the chosen replica's own headers (a remote engine may want a key).
-        The base class reads them before its first await, so concurrent requests to other
-        replicas cannot swap them underneath."""
-        self._headers = self._headers_for(url)
-        return await super().post(url, body, trace_headers)
-
-    def _headers_for(self, url: str) -> dict[str, str]:
-        for replica in self.pool.replicas():
-            if url.startswith(replica.base_url):
-                return replica.headers
-        return {"Content-Type": "application/json"}
 
 
 def served_routes(models: Iterable[ServedModel]) -> dict[str, Route]:
@@ -219,19 +205,14 @@ def served_routes(models: Iterable[ServedModel]) -> dict[str, Route]:
     return routes
 
 
-def load_served(db: sqlite_utils.Database) -> dict[str, ServedModel]:
+def load_served(db: sqlite_utils.Database, models_dir: Path) -> dict[str, ServedModel]:
     """The models served through `local`: enabled local models and remote engines' models."""
     served: dict[str, ServedModel] = {}
     for row in db.query("SELECT model FROM remote_engines WHERE enabled = 1 ORDER BY name"):
         served[row["model"]] = ServedModel(row["model"], None, "remote")
-    for row in db.query("SELECT name, manifest FROM local_models WHERE enabled = 1"):
-        try:
-            manifest = parse_manifest(row["manifest"])
-        except ManifestError as exc:  # edited by hand: the model cannot be served
-            log.error("local model %s has an unusable manifest: %s", row["name"], exc)
-            continue
-        window = manifest.engine.max_model_len or manifest.context_length
-        served[manifest.name] = ServedModel(manifest.name, window, "store")
+    for model in enabled_models(db, models_dir):  # a hand-spoilt manifest is logged, left out
+        m = model.manifest
+        served[m.name] = ServedModel(m.name, m.engine.max_model_len or m.context_length, "store")
     return served
 
 

@@ -136,13 +136,24 @@ def local_model(db: sqlite_utils.Database, models_dir: Path, name: str) -> Local
 def enabled_models(db: sqlite_utils.Database, models_dir: Path) -> list[LocalModel]:
     """The enabled models, by name: what the engines should serve, and from which folder.
     A model whose stored manifest no longer parses (edited by hand) is left out, logged."""
-    out = []
+    models, unusable = checked_enabled_models(db, models_dir)
+    for why in unusable.values():
+        log.error("%s", why)
+    return models
+
+
+def checked_enabled_models(
+    db: sqlite_utils.Database, models_dir: Path
+) -> tuple[list[LocalModel], dict[str, str]]:
+    """The enabled models whose manifests parse, and why each of the others cannot run."""
+    out: list[LocalModel] = []
+    unusable: dict[str, str] = {}
     for row in db.query("SELECT * FROM local_models WHERE enabled = 1 ORDER BY name"):
         try:
             out.append(_model(row, models_dir))
         except ConflictError as exc:
-            log.error("%s", exc)
-    return out
+            unusable[row["name"]] = str(exc)
+    return out, unusable
 
 
 def _model(row: dict[str, Any], models_dir: Path) -> LocalModel:

@@ -183,7 +183,7 @@ class Gateway:
         snap = load_snapshot(self.db)
         keys = KeyIndex.load(self.db)
         prices = PriceBook.load(self.db, snap.providers, self.cfg.box.currency)
-        served = load_served(self.db)
+        served = load_served(self.db, self.cfg.models_dir)
         routes = {
             **served_routes(served.values()),
             **with_models(load_routes(self.db), snap.models),

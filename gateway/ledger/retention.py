@@ -123,16 +123,20 @@ class Retention(ChunkedJob):
     """Prunes the ledger now and then on the event loop, a chunk at a time."""
 
     name = "ledger retention"
+    interval = INTERVAL_SECONDS
+    first_delay = FIRST_DELAY_SECONDS
+    chunk = CHUNK_ROWS
+    pause = PAUSE_SECONDS
 
     def __init__(
         self,
         writer: GroupCommitWriter,
         retention_days: int,
         *,
-        interval: float = INTERVAL_SECONDS,
-        first_delay: float = FIRST_DELAY_SECONDS,
-        chunk: int = CHUNK_ROWS,
-        pause: float = PAUSE_SECONDS,
+        interval: float | None = None,
+        first_delay: float | None = None,
+        chunk: int | None = None,
+        pause: float | None = None,
     ) -> None:
         super().__init__(
             writer, interval=interval, first_delay=first_delay, chunk=chunk, pause=pause

@@ -83,19 +83,10 @@ class ContentPurge(ChunkedJob):
     """Purges retained content now and then on the event loop, a chunk at a time."""
 
     name = "content purge"
-
-    def __init__(
-        self,
-        writer: GroupCommitWriter,
-        *,
-        interval: float = INTERVAL_SECONDS,
-        first_delay: float = FIRST_DELAY_SECONDS,
-        chunk: int = CHUNK_ROWS,
-        pause: float = PAUSE_SECONDS,
-    ) -> None:
-        super().__init__(
-            writer, interval=interval, first_delay=first_delay, chunk=chunk, pause=pause
-        )
+    interval = INTERVAL_SECONDS
+    first_delay = FIRST_DELAY_SECONDS
+    chunk = CHUNK_ROWS
+    pause = PAUSE_SECONDS
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: delete what is due by `now` (default: now), yielding between chunks."""

@@ -313,3 +313,35 @@ def test_an_enabled_model_without_vllm_installed_says_what_to_do(box: Box, tmp_p
     status, _ = box.call("POST", "/local-models/demo/disable")
     assert status == 200
     wait_for(lambda: "demo" not in box.gw.routes)
+
+
+def test_a_remote_engine_with_a_key_gets_it_and_the_others_do_not(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyed = FakeVLLM("keyed", key="sk-remote-engine")
+    box.stack.lt.run(keyed.start())
+    monkeypatch.setenv("AIGW_TEST_REMOTE_KEY", "sk-remote-engine")
+    try:
+        status, _ = box.call(
+            "POST",
+            "/engines/remote",
+            {
+                "name": "k",
+                "url": keyed.url,
+                "model": "keyed",
+                "api_key_env": "AIGW_TEST_REMOTE_KEY",
+            },
+        )
+        assert status == 201
+        wait_for(lambda: box.gw.engines.ready("keyed"))
+        for model in ("keyed", "tiny", "keyed"):
+            box.client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Hi"}]
+            )
+        sent = [r for r in keyed.requests if r.path == "/v1/chat/completions"]
+        assert [r.headers["authorization"] for r in sent] == ["Bearer sk-remote-engine"] * 2
+        plain = [r for e in box.engines for r in e.requests if r.path == "/v1/chat/completions"]
+        assert len(plain) == 1 and "authorization" not in plain[0].headers
+    finally:
+        box.call("DELETE", "/engines/remote/k")
+        box.stack.lt.run(keyed.stop())
