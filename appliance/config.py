@@ -177,6 +177,42 @@ class VaultConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """HTTPS on the LAN with the box certificate; [server] stays plain HTTP on loopback."""
+
+    # The box turns this on (/etc/aigw/aigw.toml); development runs plain HTTP only.
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = 8443
+    # Empty: the certificate that first boot made, <state>/tls/cert.pem and key.pem.
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    """mDNS/DNS-SD advertising of the gateway on the LAN (python-zeroconf)."""
+
+    enabled: bool = False
+    # Comma-separated IPv4 addresses to announce on; empty: every interface that has one.
+    interfaces: str = ""
+    # The DNS-SD instance name; empty: the box's hostname (aigw-3f9c).
+    instance: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningConfig:
+    """First boot: what it may change on the host beyond the state directory."""
+
+    # The box sets its static hostname (aigw-3f9c); a development machine keeps its own.
+    set_hostname: bool = False
+    # Watch for seed media, model bundles and backups with a pyudev monitor in `aigw up`.
+    watch_media: bool = False
+    # Where media are mounted while they are read.
+    media_mount_dir: str = "/run/aigw/media"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole static configuration, validated."""
 
@@ -193,6 +229,9 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
     source: str = "<defaults>"
 
     @property
@@ -215,6 +254,23 @@ class Config:
         """The python of vLLM's own virtual environment."""
         raw = self.inference.engine_python or os.environ.get("AIGW_ENGINE_PYTHON", "")
         return Path(raw or "/opt/aigw/engine/bin/python").expanduser()
+
+    @property
+    def tls_cert_file(self) -> Path:
+        """The certificate served on the LAN, absolute."""
+        raw = self.tls.cert_file
+        return Path(raw).expanduser().resolve() if raw else self.state_dir / "tls" / "cert.pem"
+
+    @property
+    def tls_key_file(self) -> Path:
+        """The certificate's private key, absolute."""
+        raw = self.tls.key_file
+        return Path(raw).expanduser().resolve() if raw else self.state_dir / "tls" / "key.pem"
+
+    @property
+    def discovery_interfaces(self) -> list[str]:
+        """The IPv4 addresses mDNS announces on; empty for all."""
+        return [a.strip() for a in self.discovery.interfaces.split(",") if a.strip()]
 
     @property
     def vault_path(self) -> Path:
@@ -245,6 +301,9 @@ _SECTIONS: dict[str, type] = {
     "alerts": AlertsConfig,
     "cache": CacheConfig,
     "inference": InferenceConfig,
+    "tls": TlsConfig,
+    "discovery": DiscoveryConfig,
+    "provisioning": ProvisioningConfig,
 }
 
 
@@ -340,6 +399,28 @@ def _validate_governance(cfg: Config) -> None:
     if cfg.alerts.webhook_timeout <= 0 or cfg.alerts.max_attempts < 1:
         raise ConfigError("[alerts] webhook_timeout must be > 0 and max_attempts >= 1")
     _validate_inference(cfg.inference)
+    _validate_shell(cfg)
+
+
+def _validate_shell(cfg: Config) -> None:
+    t = cfg.tls
+    if not 0 < t.port < 65536:
+        raise ConfigError(f"[tls] port must be 1-65535, got {t.port}")
+    try:
+        ipaddress.ip_address(t.host)
+    except ValueError:
+        raise ConfigError(f"[tls] host must be an IP address, got {t.host!r}") from None
+    if t.enabled and t.host == cfg.server.host and t.port == cfg.server.port:
+        raise ConfigError("[tls] and [server] must not listen on the same address and port")
+    for addr in cfg.discovery_interfaces:
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError:
+            raise ConfigError(
+                f"[discovery] interfaces must be IPv4 addresses separated by commas, got {addr!r}"
+            ) from None
+    if len(cfg.discovery.instance.encode()) > 63:
+        raise ConfigError("[discovery] instance must be at most 63 bytes")
 
 
 def _validate_inference(i: InferenceConfig) -> None:
