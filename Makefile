@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck bench clean install hwtest
+.PHONY: up test lint typecheck bench clean install hwtest host-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The boot, media and console tests need debootstrap, systemd-nspawn, udev and tmux: as root,
+# this installs whichever are missing (elsewhere those tests skip and say why).
+host-packages:
+	bash scripts/host-packages.sh
+
+test: lint typecheck host-packages
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

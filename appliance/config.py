@@ -22,7 +22,7 @@ SYSTEM_CONFIG = Path("/etc/aigw/aigw.toml")
 DEV_CONFIG = Path("var/aigw.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SERIES = ("auto", "G", "S")  # auto: S when NVML finds a GPU, else G
-VAULT_KEKS = ("keyfile", "passphrase", "credential")
+VAULT_KEKS = ("keyfile", "passphrase", "credential", "auto")
 # A systemd credential name becomes a file name under $CREDENTIALS_DIRECTORY.
 CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}")
 
@@ -168,7 +168,8 @@ class VaultConfig:
 
     # keyfile: a root-only file of 32 random bytes (the development default);
     # passphrase: typed by an operator at each start (the vault opens sealed);
-    # credential: a systemd credential, TPM2-sealed on boxes that have one.
+    # credential: a systemd credential, TPM2-sealed on boxes that have one;
+    # auto: the credential when the unit passes it ($CREDENTIALS_DIRECTORY), else the key file.
     kek: str = "keyfile"
     # Empty means the default under the state directory (vault.json, vault.key).
     path: str = ""
@@ -402,6 +403,13 @@ def _validate_governance(cfg: Config) -> None:
     _validate_shell(cfg)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _validate_shell(cfg: Config) -> None:
     t = cfg.tls
     if not 0 < t.port < 65536:
@@ -412,6 +420,11 @@ def _validate_shell(cfg: Config) -> None:
         raise ConfigError(f"[tls] host must be an IP address, got {t.host!r}") from None
     if t.enabled and t.host == cfg.server.host and t.port == cfg.server.port:
         raise ConfigError("[tls] and [server] must not listen on the same address and port")
+    if t.enabled and not _is_loopback(cfg.server.host):
+        raise ConfigError(
+            f"[server] host must be a loopback address when [tls] is enabled (plain HTTP on "
+            f"loopback only; the LAN gets HTTPS on [tls] host), got {cfg.server.host!r}"
+        )
     for addr in cfg.discovery_interfaces:
         try:
             ipaddress.IPv4Address(addr)

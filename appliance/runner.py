@@ -7,23 +7,31 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from importlib import metadata
 
-import sqlite_utils
 import uvloop
 from aiohttp import web
 
 from appliance.config import Config
+from appliance.discovery import Advertiser, BoxInfo, DiscoveryError
 from appliance.engines import EngineManager
-from appliance.errors import ConfigError
+from appliance.errors import ApplianceError, ConfigError
+from appliance.identity import Identity
 from appliance.logs import make_handler
+from appliance.sdnotify import StatusReporter, Watchdog, notify
 from appliance.store import open_store
 from appliance.vault import VaultError, open_vault
 from gateway.admin.unix_socket import SOCKET_NAME, start_admin_socket
 from gateway.app import create_app
 from gateway.state import Gateway
-from gateway.tenancy.tokens import create_admin_token
 from inference.gpu_metrics import register_gpu_metrics
 from inference.gpus import GpuReport, probe, resolve_series
+from provisioning.firstboot import provision
+from provisioning.media import MediaWatcher, cli_handler
+from provisioning.restore import finish_interrupted_restore
+from provisioning.tls import LiveTls, TlsError, ensure_box_cert
 
 log = logging.getLogger("aigw")
 
@@ -59,10 +67,16 @@ def _series_line(series: str, report: GpuReport) -> str:
 
 
 def _next_steps(
-    cfg: Config, url: str, gw: Gateway, admin_token: str | None, series: str = ""
+    cfg: Config,
+    url: str,
+    gw: Gateway,
+    admin_token: str | None,
+    series: str = "",
+    https: str = "",
 ) -> str:
     lines = [
         f"aigw gateway listening on {url}  (state: {cfg.state_dir})",
+        *([https] if https else []),
         *([series] if series else []),
         f"admin API: {url}/admin/v1 (token) and {cfg.state_dir / SOCKET_NAME} (local, no token)",
         "",
@@ -101,22 +115,123 @@ def _next_steps(
     return "\n".join(lines)
 
 
-def _bootstrap_admin(db: sqlite_utils.Database) -> str | None:
-    """The first admin token, on the first start of a box nobody provisioned (development)."""
-    if db.execute("SELECT 1 FROM admin_tokens LIMIT 1").fetchone():
+def _version() -> str:
+    try:
+        return metadata.version("aigw")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+async def _start_https(
+    cfg: Config, runner: web.AppRunner, gw: Gateway
+) -> tuple[LiveTls, Callable[[], Awaitable[str]]]:
+    """Serve HTTPS on [tls] with the box certificate; returns it and its reload."""
+    try:
+        live = LiveTls(cfg.tls_cert_file, cfg.tls_key_file)
+    except TlsError as exc:
+        raise ConfigError(f"HTTPS cannot start: {exc}") from None
+    site = web.TCPSite(runner, cfg.tls.host, cfg.tls.port, ssl_context=live.context, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen for HTTPS on {cfg.tls.host}:{cfg.tls.port}: {exc.strerror or exc}; "
+            "change [tls] port or stop whatever uses it"
+        ) from None
+
+    async def reload() -> str:
+        """Load the certificate files into the live context; tell the hooks when it changed."""
+        before = live.info.fingerprint
+        info = live.reload()  # a few ms; on the loop, so no handshake sees half a change
+        if info.fingerprint != before:
+            log.warning("tls: now serving certificate %s (was %s)", info.fingerprint, before)
+            for hook in list(gw.on_tls_change):
+                try:
+                    await hook(info.fingerprint)
+                except Exception:
+                    log.exception("tls: a certificate-change hook failed")
+        return info.fingerprint
+
+    gw.tls_reload = reload
+    return live, reload
+
+
+def _on_sighup(reload: Callable[[], Awaitable[str]]) -> None:
+    async def run() -> None:
+        try:
+            await reload()
+        except ApplianceError as exc:
+            log.error("tls: reload on SIGHUP failed, the old certificate stays: %s", exc)
+
+    asyncio.get_running_loop().create_task(run(), name="aigw-tls-reload")
+
+
+async def _advertise(
+    cfg: Config, gw: Gateway, ident: Identity, fingerprint: str
+) -> Advertiser | None:
+    """Announce the box by mDNS once it listens; a failure is logged, the gateway serves on."""
+    if not cfg.discovery.enabled:
         return None
-    _, token = create_admin_token(db, "local:aigw-up", "bootstrap", "admin")
-    return token
+    port = cfg.tls.port if cfg.tls.enabled else cfg.server.port
+    info = BoxInfo(
+        instance=cfg.discovery.instance or ident.hostname,
+        appliance_id=ident.appliance_id,
+        version=_version(),
+        series=gw.series,
+        port=port,
+        fingerprint=fingerprint,
+        admin_url=f"https://{ident.hostname}.local:{port}/admin/v1",
+        hostname=ident.hostname,
+    )
+    adv = Advertiser(info, cfg.discovery_interfaces or None)
+    try:
+        await adv.start()
+    except DiscoveryError as exc:
+        log.error("mdns: not advertised: %s", exc)
+        return None
+
+    async def follow(new_fingerprint: str) -> None:
+        await adv.update(replace(adv.info, fingerprint=new_fingerprint))
+
+    gw.on_tls_change.append(follow)
+    gw.mdns_instance = adv.name
+    return adv
+
+
+def _watch_media(cfg: Config) -> MediaWatcher | None:
+    """Seed sticks, model bundles and backups plugged in while `aigw up` runs (the box uses
+    udev's aigw-media@.service instead); without udev the gateway serves on and says so."""
+    if not cfg.provisioning.watch_media:
+        return None
+    watcher = MediaWatcher(cfg, cli_handler(cfg))
+    try:
+        watcher.start()
+    except (ImportError, OSError) as exc:
+        log.error("media: not watching for USB media: %s", exc)
+        return None
+    return watcher
 
 
 async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
+    # A restore stopped half-way (power cut) is finished before anything reads the state.
+    for line in await asyncio.to_thread(finish_interrupted_restore, cfg):
+        log.warning("restore: finished an interrupted restore: %s", line)
+    first = await asyncio.to_thread(provision, cfg)  # first boot's steps, once per box
+    admin_token = None if first.already else first.admin_token
+    # The box's own certificate is renewed near expiry; a company one is only checked.
+    cert, _ = await asyncio.to_thread(
+        ensure_box_cert, cfg.tls_cert_file, cfg.tls_key_file, first.identity.hostname
+    )
     db = open_store(cfg.database_path)
     try:
         vault = open_vault(cfg)
     except VaultError as exc:
         raise ConfigError(f"the vault cannot be opened: {exc}") from None
-    admin_token = _bootstrap_admin(db)
     report = await asyncio.to_thread(probe)  # NVML: which GPUs, hence the series
     series = resolve_series(cfg.box.series, report)
     gw = Gateway(cfg, db, vault)
@@ -140,12 +255,34 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
             f"{cfg.state_dir}: {exc.strerror or exc}; change [server] port or stop whatever "
             "uses it"
         ) from None
-    host = f"[{cfg.server.host}]" if ":" in cfg.server.host else cfg.server.host
-    url = f"http://{host}:{cfg.server.port}"
-    await engines.start()  # the engines of enabled models start; ready ones join routing
-    print(_next_steps(cfg, url, gw, admin_token, _series_line(series, report)), flush=True)
-    stop = asyncio.Event()
+    url = _url("http", cfg.server.host, cfg.server.port)
     loop = asyncio.get_running_loop()
+    https = ""
+    fingerprint = cert.fingerprint
+    if cfg.tls.enabled:
+        try:
+            live, reload = await _start_https(cfg, runner, gw)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        fingerprint = live.info.fingerprint
+        https = (
+            f"HTTPS on {_url('https', cfg.tls.host, cfg.tls.port)}  "
+            f"(certificate SHA-256 {fingerprint})"
+        )
+        loop.add_signal_handler(signal.SIGHUP, _on_sighup, reload)
+    await engines.start()  # the engines of enabled models start; ready ones join routing
+    # --- the appliance shell, once listening: mDNS, systemd readiness and watchdog ----------
+    advertiser = await _advertise(cfg, gw, first.identity, fingerprint)
+    media = _watch_media(cfg)
+    notify("READY=1", "STATUS=serving")
+    watchdog, status = Watchdog(), StatusReporter(gw)
+    watchdog.start()
+    status.start()
+    # -------------------------------------------------------------------------------------------
+    series_line = _series_line(series, report)
+    print(_next_steps(cfg, url, gw, admin_token, series_line, https), flush=True)
+    stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tune_gc()
@@ -155,6 +292,13 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
     finally:
         log.info("stopping")
+        notify("STOPPING=1")
+        watchdog.stop()
+        status.stop()
+        if media is not None:
+            media.stop()
+        if advertiser is not None:
+            await advertiser.stop()  # goodbye packets before the sockets close
         await engines.stop()  # no engine outlives the gateway
         await runner.cleanup()
         (cfg.state_dir / SOCKET_NAME).unlink(missing_ok=True)

@@ -5,7 +5,8 @@ secret's id and version as associated data, so a ciphertext cannot be moved to a
 version. Data keys are wrapped (AES-256-GCM) under subkeys derived with HKDF from one
 key-encryption key (KEK), so rotating the KEK rewraps 32-byte keys and never touches the secrets.
 
-Where the KEK comes from (`[vault] kek` in the config, see `kek_from_config`):
+Where the KEK comes from (`[vault] kek` in the config, see `kek_from_config`; `auto` picks the
+credential when the unit passes one, else the key file):
 
 - `KeyFileKek(path)`: a root-only file (mode 0600) of 32 random bytes, `<state_dir>/vault.key`
   by default, created on the first open. The development default.
@@ -187,6 +188,12 @@ def kek_from_config(cfg: Config) -> KekSource:
         return PassphraseKek()
     if kind == "credential":
         return CredentialKek(cfg.vault.credential)
+    if kind == "auto":
+        # The box's unit loads the TPM2-sealed credential when first boot made one.
+        env = os.environ.get("CREDENTIALS_DIRECTORY")
+        if env and (Path(env) / cfg.vault.credential).is_file():
+            return CredentialKek(cfg.vault.credential)
+        return KeyFileKek(cfg.vault_key_file)
     raise VaultError(f"unknown [vault] kek {kind!r}")  # config validation makes this unreachable
 
 

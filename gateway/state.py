@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlite_utils
@@ -145,6 +145,11 @@ class Gateway:
         self.engine_states: Callable[[], dict[str, str]] = dict
         self.engine_report: Callable[[], list[dict[str, Any]]] = list
         self.on_reload: list[Callable[[], None]] = []
+        # HTTPS (set by the runner when [tls] is on): reload the certificate into the live
+        # context and return its fingerprint; hooks (the mDNS advertiser) get the new one.
+        self.tls_reload: Callable[[], Awaitable[str]] | None = None
+        self.on_tls_change: list[Callable[[str], Awaitable[None]]] = []
+        self.mdns_instance = ""  # the mDNS name registered (after conflict renaming); "" if none
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

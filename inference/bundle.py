@@ -39,6 +39,7 @@ MANIFEST_MEMBER = "manifest.json"
 SIGNATURE_MEMBER = "manifest.sig"
 SIGNER_MEMBER = "manifest.pub"
 MODEL_PREFIX = "model/"
+SUFFIX = ".aigwmodel"  # how a bundle file is named (media are scanned for it)
 CHUNK_BYTES = 1024 * 1024
 FILE_MODE, DIR_MODE = 0o640, 0o750
 _HEAD_LIMITS = {MANIFEST_MEMBER: 8 * 1024 * 1024, SIGNATURE_MEMBER: 1024, SIGNER_MEMBER: 4096}
@@ -234,9 +235,15 @@ def pack(
 # --- checking and extracting ----------------------------------------------------------------
 
 
+def verify(bundle: Path, trusted: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, str]:
+    """Check `bundle` whole (signature, members, sizes, SHA-256) without writing anything;
+    the manifest and the signer's name, else `BundleError`."""
+    return verify_and_extract(bundle, None, trusted)
+
+
 def verify_and_extract(
     bundle: Path,
-    dest_tmp: Path,
+    dest_tmp: Path | None,
     trusted: Mapping[str, Ed25519PublicKey],
     *,
     name: str | None = None,
@@ -244,7 +251,8 @@ def verify_and_extract(
     """Check `bundle` and write its model files under `dest_tmp` (created if missing): the
     signature against `trusted` (name → key), then every member, size and SHA-256. Returns the
     manifest and the name of the key that signed it. With `name`, the manifest must name that
-    model. On `BundleError` the caller removes `dest_tmp`: it may hold part of the files."""
+    model. On `BundleError` the caller removes `dest_tmp`: it may hold part of the files.
+    Without `dest_tmp`, the files are only checked."""
     with bundle.open("rb") as raw:
         compressed = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
@@ -264,7 +272,7 @@ class _Extraction:
     def __init__(
         self,
         tar: tarfile.TarFile,
-        dest: Path,
+        dest: Path | None,
         trusted: Mapping[str, Ed25519PublicKey],
         name: str | None,
     ) -> None:
@@ -334,6 +342,8 @@ class _Extraction:
             raise BundleError(
                 f"{MANIFEST_MEMBER}: {clash[0]} is listed both as a file and a folder"
             )
+        if self.dest is None:
+            return manifest, signer
         self.dest.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         free = shutil.disk_usage(self.dest).free
         if manifest.total_bytes > free:
@@ -356,9 +366,12 @@ class _Extraction:
             )
         src = self.tar.extractfile(member)
         assert src is not None  # a regular file
-        target = self.dest / rel
-        target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        digest = copy_hashed(src, target, f.size, rel)
+        if self.dest is None:
+            digest = read_hashed(src, f.size, rel)
+        else:
+            target = self.dest / rel
+            target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            digest = copy_hashed(src, target, f.size, rel)
         if digest != f.sha256:
             raise BundleError(
                 f"file {rel}: its SHA-256 does not match the manifest (altered or damaged)"
@@ -483,6 +496,21 @@ def copy_hashed(src: IO[bytes], target: Path, size: int, label: str) -> str:
             raise BundleError(f"file {label}: not {size} bytes as expected (changed while read?)")
         out.flush()
         os.fsync(out.fileno())
+    return sha.hexdigest()
+
+
+def read_hashed(src: IO[bytes], size: int, label: str) -> str:
+    """The SHA-256 of exactly `size` bytes read from `src` (more or fewer is refused)."""
+    sha = hashlib.sha256()
+    left = size
+    while left > 0:
+        chunk = src.read(min(CHUNK_BYTES, left))
+        if not chunk:
+            break
+        sha.update(chunk)
+        left -= len(chunk)
+    if left or src.read(1):
+        raise BundleError(f"file {label}: not {size} bytes as expected (changed while read?)")
     return sha.hexdigest()
 
 

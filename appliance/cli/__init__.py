@@ -14,18 +14,23 @@ import sys
 
 from appliance.cli._common import Command, Ctx
 from appliance.cli.audit import register_audit
+from appliance.cli.backup import register_backup
 from appliance.cli.catalog import register_catalog
 from appliance.cli.config import register_config
+from appliance.cli.console import register_console
+from appliance.cli.discover import register_discover
 from appliance.cli.engines import register_engines
 from appliance.cli.governance import register_governance
 from appliance.cli.gpus import register_gpus
 from appliance.cli.keys import register_admin, register_keys
 from appliance.cli.masking import register_masking
+from appliance.cli.media import register_media
 from appliance.cli.org import register_org
 from appliance.cli.prices import register_prices
 from appliance.cli.reports import register_reports
 from appliance.cli.routing import register_routing
 from appliance.cli.spend import register_spend
+from appliance.cli.system import register_system
 from appliance.cli.vault import register_vault
 from appliance.config import load_config
 from appliance.errors import ApplianceError
@@ -69,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     register_governance(sub, common)
     register_spend(sub, common)
     register_vault(sub, common)
+    register_system(sub, common)
+    register_backup(sub, common)
+    register_console(sub, common)
+    register_discover(sub, common)
+    register_media(sub, common)
     return parser
 
 

@@ -19,6 +19,7 @@ from gateway.admin import health as admin_health
 from gateway.admin import local_models as admin_local_models
 from gateway.admin import masking as admin_masking
 from gateway.admin import routing as admin_routing
+from gateway.admin import system as admin_system
 from gateway.admin.body import Field
 from gateway.admin.routes import Route
 from gateway.tenancy.tokens import ROLES
@@ -345,6 +346,7 @@ for _module in (
     admin_local_models,
     admin_engines,
     admin_gpus,
+    admin_system,
 ):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)

@@ -27,6 +27,7 @@ from gateway.admin import (
     reports,
     routing,
     spend,
+    system,
     vault,
 )
 from gateway.admin.body import Field
@@ -523,6 +524,21 @@ ROUTES: list[Route] = [
         jsonl=True,
     ),
     Route("GET", "/gpus", gpus.get_gpus, READ, "The box's series and GPU readings", "GpuReport"),
+    Route(
+        "GET", "/system", system.get_system, READ, "The box: identity, first boot, TLS", "System"
+    ),
+    _action(
+        "/system/first-token",
+        system.first_token,
+        "The first admin token, once, over the local socket only",
+        "FirstToken",
+    ),
+    _action(
+        "/system/tls/reload",
+        system.reload_tls,
+        "Serve the installed TLS certificate on new connections",
+        "TlsReload",
+    ),
     Route("GET", "/vault", vault.vault_status, READ, "The vault's state", "VaultStatus"),
     Route(
         "POST",

@@ -1,0 +1,148 @@
+"""Dashboard: health, live traffic, spend against budgets, alerts, GPUs, engines, identity."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tui.client import AdminAPIError, ConsoleClient
+from tui.format import bar, money
+from tui.pane import Pane
+
+_SAMPLE = re.compile(r"^aigw_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)$")
+
+
+def request_counts(metrics: str) -> tuple[float, float]:
+    """(all requests, failed requests) counted so far, from the Prometheus text."""
+    total = failed = 0.0
+    for line in metrics.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        value = float(match.group("value"))
+        total += value
+        status = re.search(r'status="(\d+)"', match.group("labels"))
+        if status is not None and not status.group(1).startswith("2"):
+            failed += value
+    return total, failed
+
+
+class DashboardPane(Pane):
+    """The box at a glance; refreshed on the app's timer while it is on show."""
+
+    title = "Dashboard"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._last: tuple[float, float, float] | None = None  # (monotonic, total, failed)
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("reading…", id="dash")
+
+    def on_mount(self) -> None:
+        self.set_interval(self.console.refresh_seconds, self._tick)
+
+    def _tick(self) -> None:
+        if self.display and self.parent is not None and self.console.pane is self:
+            self.reload()
+
+    def fetch(self, api: ConsoleClient) -> dict[str, Any]:
+        """Everything on the dashboard, in one go."""
+        today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+        out: dict[str, Any] = {
+            "budgets": api.get("/budgets/status")["data"],
+            "alerts": api.get("/alerts", acknowledged="false", limit=5)["data"],
+            "gpus": api.get("/gpus"),
+            "engines": api.get("/engines")["data"],
+            "spend": api.get("/reports/spend", since=today)["data"],
+            "metrics": api.metrics(),
+            "at": time.monotonic(),
+        }
+        try:
+            out["system"] = api.get("/system")
+        except AdminAPIError:
+            out["system"] = None
+        return out
+
+    def _traffic(self, metrics: str, at: float) -> str:
+        total, failed = request_counts(metrics)
+        last, self._last = self._last, (at, total, failed)
+        if last is None or at <= last[0]:
+            return "requests/s  -   error rate  -   (measuring)"
+        rate = (total - last[1]) / (at - last[0])
+        done = total - last[1]
+        errors = (failed - last[2]) / done if done > 0 else 0.0
+        return f"requests/s  {rate:.1f}   error rate  {errors:.1%}"
+
+    def show(self, data: dict[str, Any]) -> None:
+        """Lines of text, the most important first (80x25 shows the top)."""
+        system = data["system"] or {}
+        vault = self.console.vault or {}
+        gpus = data["gpus"]
+        lines = [
+            f"[b]Gateway[/b] up · series {gpus.get('series', '?')} · vault "
+            + ("[b red]SEALED[/b red]" if vault.get("sealed") else "unsealed"),
+            "[b]Traffic[/b] " + self._traffic(data["metrics"], data["at"]),
+        ]
+        spent = sum(int(r.get("cost_micros") or 0) for r in data["spend"])
+        lines.append(f"[b]Spend today[/b] {money(spent)}")
+        budgets = sorted(
+            (b for b in data["budgets"] if b.get("limit_micros")),
+            key=lambda b: (b.get("enforcement") != "hard", -float(b.get("percent") or 0)),
+        )
+        for b in budgets[:3]:
+            frac = float(b.get("percent") or 0) / 100
+            lines.append(
+                f"  {b['level']} {escape(str(b['target']))} {b['period']} {bar(frac, 12)} "
+                f"{money(b['spent_micros'])}/{money(b['limit_micros'])} ({b['enforcement']})"
+            )
+        alerts = data["alerts"]
+        lines.append(
+            f"[b]Open alerts[/b] {len(alerts)}" + (" (newest 5)" if len(alerts) == 5 else "")
+        )
+        for a in alerts[:3]:
+            lines.append(f"  {a['severity']} {a['kind']}: {escape(str(a['message']))[:60]}")
+        lines.extend(self._gpu_lines(gpus, data["engines"]))
+        lines.extend(self._identity_lines(system))
+        self.query_one("#dash", Static).update("\n".join(lines))
+
+    def _gpu_lines(self, gpus: dict[str, Any], engines: list[dict[str, Any]]) -> list[str]:
+        lines = []
+        if not gpus.get("gpus"):
+            lines.append(f"[b]GPUs[/b] none ({escape(str(gpus.get('reason') or 'G series'))})")
+        for g in gpus.get("gpus", []):
+            util = float(g.get("utilization_pct") or 0) / 100
+            mem_total = g.get("memory_total_bytes") or 0
+            mem = (g.get("memory_used_bytes") or 0) / mem_total if mem_total else 0.0
+            lines.append(
+                f"  GPU{g.get('index', '?')} util {bar(util, 8)} mem {bar(mem, 8)} "
+                f"{g.get('temperature_c', '?')}°C"
+            )
+        states = ", ".join(f"{e.get('name')}: {e.get('state')}" for e in engines) or "none"
+        lines.append(f"[b]Engines[/b] {escape(states)}")
+        return lines
+
+    def _identity_lines(self, system: dict[str, Any]) -> list[str]:
+        if not system:
+            return ["[b]LAN[/b] not available (this gateway has no /system endpoint)"]
+        urls = system.get("urls") or {}
+        tls = system.get("tls") or {}
+        mdns = system.get("mdns") or {}
+        first = system.get("first_boot") or {}
+        lines = [
+            f"[b]LAN[/b] {escape(str(urls.get('https') or urls.get('http') or '-'))}",
+            f"[b]mDNS[/b] {escape(str(mdns.get('instance') or 'off'))}",
+            f"[b]TLS[/b] {escape(str(tls.get('fingerprint') or 'off'))}",
+        ]
+        if first:
+            steps = ", ".join(f"{k} {v}" for k, v in first.items())
+            lines.append(f"[b]First boot[/b] {escape(steps)}")
+        return lines
