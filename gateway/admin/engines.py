@@ -8,14 +8,19 @@ write, and the running gateway starts watching it within a second.
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from appliance.engine_units import UNIT
 from appliance.errors import ConflictError, NotFoundError
+from appliance.logs import redact
 from appliance.store import transaction, utcnow
-from gateway.admin.body import Field, read_object, take
+from gateway.admin.body import Field, query_int, read_object, take
 from gateway.admin.common import ADMIN_GATEWAY, actor, db, listing, no_content, ok
 from gateway.catalog import bump_version
 from gateway.errors import InvalidRequest
@@ -56,12 +61,31 @@ _REMOTE: dict[str, dict[str, Any]] = {
     "created_at": {"type": "string"},
     "updated_at": {"type": "string"},
 }
+_LOG: dict[str, dict[str, Any]] = {
+    "name": {"type": "string"},
+    "source": {
+        "type": "string",
+        "enum": ["file", "journal", "none"],
+        "description": "file: the engine's log under the state folder (aigw up); journal: "
+        "systemd's journal (aigw-engine@NAME.service); none: not kept on this box",
+    },
+    "where": {**_NSTR, "description": "the log file, or the journalctl command that shows it"},
+    "lines": {"type": "array", "items": {"type": "string"}, "description": "oldest first"},
+    "note": {**_NSTR, "description": "why there are no lines, when there are none"},
+}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Engine": {"type": "object", "required": list(_ENGINE), "properties": _ENGINE},
     "RemoteEngine": {"type": "object", "required": list(_REMOTE), "properties": _REMOTE},
+    "EngineLog": {"type": "object", "required": list(_LOG), "properties": _LOG},
 }
 LISTS = {"EngineList": "Engine", "RemoteEngineList": "RemoteEngine"}
-QUERY: dict[str, dict[str, Any]] = {}
+MAX_LOG_LINES = 500
+QUERY: dict[str, dict[str, Any]] = {
+    "lines": {"type": "integer", "minimum": 1, "maximum": MAX_LOG_LINES, "default": 50},
+}
+JOURNAL_TIMEOUT_S = 5.0
+_BLOCK = 16384
+_MAX_LINE = 2000  # characters kept of one line (vLLM can print very long ones)
 
 
 async def list_engines(request: web.Request) -> web.Response:
@@ -133,3 +157,83 @@ async def delete_remote_engine(request: web.Request) -> web.Response:
         record(store, actor(request), "delete", "remote_engine", name, rows[0], None)
         bump_version(store)
     return no_content()
+
+
+# --- engine logs ------------------------------------------------------------------------------
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    """The last `n` lines of a file, read backwards block by block (logs grow to 10 MiB)."""
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos, data = end, b""
+        while pos > 0 and data.count(b"\n") <= n:
+            step = min(_BLOCK, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + data
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-n:]
+
+
+async def journal_lines(unit: str, n: int) -> tuple[list[str], str | None]:
+    """The unit's last `n` journal lines, or why they cannot be read."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "journalctl", "--no-pager", "-u", unit, "-n", str(n), "-o", "cat",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    except OSError as exc:
+        return [], f"cannot run journalctl: {exc.strerror or exc}"
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), JOURNAL_TIMEOUT_S)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return [], f"journalctl did not answer within {JOURNAL_TIMEOUT_S:g} s"
+    if proc.returncode != 0:
+        why = err.decode("utf-8", "replace").strip().splitlines()
+        return [], f"journalctl failed: {why[-1] if why else f'exit status {proc.returncode}'}"
+    return out.decode("utf-8", "replace").splitlines()[-n:], None
+
+
+def _clean(lines: list[str]) -> list[str]:
+    # The engine's command line and environment hold no secret, but a model's own output or a
+    # traceback could quote one: every line goes through the log redaction.
+    return [redact(line.rstrip())[:_MAX_LINE] for line in lines]
+
+
+async def engine_log(request: web.Request) -> web.Response:
+    """GET /engines/{name}/log?lines=N: the last lines of a local engine's log."""
+    gw = request.app[ADMIN_GATEWAY]
+    try:
+        name = check_model_name(request.match_info["name"])
+    except ManifestError as exc:
+        raise InvalidRequest(str(exc), param="name") from None
+    n = query_int(request, "lines", 50, 1, MAX_LOG_LINES) or 50
+    store = db(request)
+    local = store.execute("SELECT 1 FROM local_models WHERE name = ?", [name]).fetchone()
+    out: dict[str, Any] = {"name": name, "source": "none", "where": None, "lines": [], "note": None}
+    if not local:
+        if store.execute("SELECT 1 FROM remote_engines WHERE name = ?", [name]).fetchone():
+            out["note"] = "a remote engine: its log is kept on the server that runs it"
+            return ok(out)
+        raise NotFoundError(f"no local model or engine named {name!r}")
+    if gw.cfg.inference.supervisor == "systemd":
+        unit = UNIT.format(name)
+        out.update(source="journal", where=f"journalctl -u {unit}")
+        lines, why = await journal_lines(unit, n)
+        out.update(lines=_clean(lines), note=why)
+        if why is None and not lines:
+            out["note"] = "the journal holds no line of it yet (has it been enabled?)"
+        return ok(out)
+    path = gw.cfg.state_dir / "logs" / f"engine-{name}.log"  # appliance.engine_spec
+    out.update(source="file", where=str(path))
+    try:
+        out["lines"] = _clean(await asyncio.to_thread(tail_lines, path, n))
+    except FileNotFoundError:
+        out["note"] = "no log yet: its engine has not been started (enable the model)"
+    except OSError as exc:
+        out["note"] = f"cannot read {path}: {exc.strerror or exc}"
+    return ok(out)
