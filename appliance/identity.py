@@ -9,16 +9,15 @@ last by first boot, so its presence means every provisioning step succeeded.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import ApplianceError
+from appliance.files import write_atomic
 
 IDENTITY_FILE = "identity.json"
 MARKER_FILE = "provisioned"
@@ -60,27 +59,6 @@ def check_hostname(name: str) -> str:
             "not starting or ending with a hyphen"
         )
     return label
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `path` via a temporary file in its directory, fsync and rename, with `mode`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _parse(path: Path, raw: bytes) -> Identity:

@@ -9,7 +9,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from importlib import metadata
 
 import uvloop
 from aiohttp import web
@@ -18,11 +17,13 @@ from appliance.config import Config
 from appliance.discovery import Advertiser, BoxInfo, DiscoveryError
 from appliance.engines import EngineManager
 from appliance.errors import ApplianceError, ConfigError
+from appliance.files import version as _version
 from appliance.identity import Identity
 from appliance.logs import make_handler
 from appliance.sdnotify import StatusReporter, Watchdog, notify
 from appliance.store import open_store
 from appliance.vault import VaultError, open_vault
+from gateway.admin.system_ops import RESTART, Restart
 from gateway.admin.unix_socket import SOCKET_NAME, start_admin_socket
 from gateway.app import create_app
 from gateway.state import Gateway
@@ -30,10 +31,11 @@ from inference.gpu_metrics import register_gpu_metrics
 from inference.gpus import GpuReport, probe, resolve_series
 from provisioning.firstboot import provision
 from provisioning.media import MediaWatcher, cli_handler
-from provisioning.restore import finish_interrupted_restore
+from provisioning.pending import finish_pending
 from provisioning.tls import LiveTls, TlsError, ensure_box_cert
 
 log = logging.getLogger("aigw")
+RESTART_EXIT = 75  # EX_TEMPFAIL: stopped to be started again (a restore, a factory reset)
 
 
 def tune_gc() -> None:
@@ -113,13 +115,6 @@ def _next_steps(
         lines.append("The vault is sealed: run `aigw vault unseal` to use provider keys.")
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("aigw")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _url(scheme: str, host: str, port: int) -> str:
@@ -216,11 +211,13 @@ def _watch_media(cfg: Config) -> MediaWatcher | None:
     return watcher
 
 
-async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
-    """Run the gateway until SIGINT or SIGTERM."""
-    # A restore stopped half-way (power cut) is finished before anything reads the state.
-    for line in await asyncio.to_thread(finish_interrupted_restore, cfg):
-        log.warning("restore: finished an interrupted restore: %s", line)
+async def serve(cfg: Config, ready: asyncio.Event | None = None) -> str | None:
+    """Run the gateway until SIGINT or SIGTERM; returns why it stopped to be started again
+    (a restore or factory reset asked for through the admin API), None otherwise."""
+    # A factory reset or a restore asked for through the admin API, or one stopped half-way
+    # (power cut), is done before anything reads the state.
+    for line in await asyncio.to_thread(finish_pending, cfg):
+        log.warning("start: %s", line)
     first = await asyncio.to_thread(provision, cfg)  # first boot's steps, once per box
     admin_token = None if first.already else first.admin_token
     # The box's own certificate is renewed near expiry; a company one is only checked.
@@ -240,6 +237,8 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     await asyncio.to_thread(gw.gpus.read)  # NVML's first start (~100 ms) off the loop
     register_gpu_metrics(gw.metrics.registry, gw.gpus, cfg.box.series)
     app = create_app(gw)
+    stop = asyncio.Event()
+    app[RESTART] = restart = Restart(stop.set)
     # One access line per request is off by default: the ledger already records every one.
     access = logging.getLogger("aigw.access") if cfg.log.access_log else None
     runner = web.AppRunner(app, handler_cancellation=True, access_log=access)
@@ -282,7 +281,6 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
     # -------------------------------------------------------------------------------------------
     series_line = _series_line(series, report)
     print(_next_steps(cfg, url, gw, admin_token, series_line, https), flush=True)
-    stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tune_gc()
@@ -303,9 +301,19 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
         (cfg.state_dir / SOCKET_NAME).unlink(missing_ok=True)
         db.conn.close()
+    return restart.reason
 
 
 def run(cfg: Config) -> None:
     """Blocking entry point with uvloop."""
     setup_logging(cfg)
-    uvloop.run(serve(cfg))
+    reason = uvloop.run(serve(cfg))
+    if reason is not None:
+        # A failure status, so that systemd (Restart=on-failure) starts the gateway again.
+        print(
+            f"aigw: the gateway stopped for the {reason}, which is done as it starts again: "
+            "run `aigw up` again (the box's systemd unit restarts it by itself)",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(RESTART_EXIT)

@@ -39,9 +39,14 @@ PACKAGES = (
     "udev",
     "procps",
     "tzdata",
+    # polkit with its JavaScript rules engine (duktape): lets user aigw start and stop the
+    # engines (systemd/polkit/50-aigw.rules); libpam-systemd is the logind it depends on,
+    # named because debootstrap does not resolve that virtual package by itself.
+    "polkitd",
+    "libpam-systemd",
 )
 VENV = "/opt/aigw/venv"
-ENABLED_UNITS = ("aigw-firstboot.service", "aigw-gateway.service")
+ENABLED_UNITS = ("aigw-firstboot.service", "aigw-gateway.service", "aigw-console.service")
 PROJECT = Path(__file__).resolve().parent.parent
 # Where the host's CA bundle is put inside the rootfs while pip runs there.
 _BUILD_CA = "/mnt/host-ca.pem"
@@ -364,7 +369,8 @@ def _copy_tree(src: Path, dest: Path) -> None:
 
 
 def install_units(root: Path, sysd: Path = PROJECT / "systemd") -> None:
-    """The units, udev rules, sysusers/tmpfiles snippets and the box config from `sysd`."""
+    """The units, udev rules, sysusers/tmpfiles snippets, polkit rules and the box config from
+    `sysd`."""
     unit_dir = root / "usr/lib/systemd/system"
     for unit in sorted(sysd.glob("*.service")) + sorted(sysd.glob("*.target")):
         shutil.copy2(unit, unit_dir / unit.name)
@@ -372,6 +378,7 @@ def install_units(root: Path, sysd: Path = PROJECT / "systemd") -> None:
         ("sysusers.d", "usr/lib/sysusers.d"),
         ("tmpfiles.d", "usr/lib/tmpfiles.d"),
         ("udev", "usr/lib/udev/rules.d"),
+        ("polkit", "usr/share/polkit-1/rules.d"),
     ):
         for f in sorted((sysd / sub).glob("*")) if (sysd / sub).is_dir() else []:
             (root / dest).mkdir(parents=True, exist_ok=True)

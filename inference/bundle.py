@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from appliance.files import fsync_dir
 from inference.manifest import Manifest, ManifestError, ModelFile, parse_manifest
 
 MANIFEST_MEMBER = "manifest.json"
@@ -512,12 +513,3 @@ def read_hashed(src: IO[bytes], size: int, label: str) -> str:
     if left or src.read(1):
         raise BundleError(f"file {label}: not {size} bytes as expected (changed while read?)")
     return sha.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

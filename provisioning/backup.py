@@ -28,11 +28,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from appliance.config import Config
+from appliance.files import fsync_dir as _fsync_dir
+from appliance.files import version as _version
 from appliance.identity import IDENTITY_FILE, IdentityError, load_identity
 from appliance.migrations import SCHEMA_VERSION
 from appliance.vault import SECRET_ID, Vault, VaultError
@@ -112,13 +113,6 @@ def default_name(hostname: str, now: datetime | None = None) -> str:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     name = hostname if hostname.startswith("aigw") else f"aigw-{hostname}"
     return f"{name}-{stamp}{SUFFIX}"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("aigw")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _utcnow() -> str:
@@ -281,14 +275,6 @@ def _write(
         writer.close()
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading back -------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from appliance.config import Config
 from appliance.errors import ApplianceError
+from appliance.files import version as _version
 from appliance.identity import (
     Identity,
     IdentityError,
@@ -87,13 +88,6 @@ class FirstBootResult:
 
 class FirstBootError(ApplianceError):
     """A first-boot step failed; it runs again on the next boot."""
-
-
-def _version() -> str:
-    try:
-        return metadata.version("aigw")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _run(argv: list[str], data: bytes | None = None) -> bytes:
@@ -275,6 +269,44 @@ def _hostname(ident: Identity, sys_paths: SystemPaths) -> str:
         log.error("firstboot: cannot set the hostname to %s: %s", ident.hostname, exc)
         return f"failed: {exc.strerror or exc}"
     return "set"
+
+
+def hand_to_owner(state: Path) -> int:
+    """Give everything under `state` to the state directory's owner; returns how many entries
+    changed hands.
+
+    Root (first boot, the gateway's ExecStopPost) makes and moves files in a directory that the
+    gateway's user owns (tmpfiles.d/StateDirectory=): like `chown -R`, but links are changed
+    themselves and never followed. Nothing to do unless root runs it and another user owns
+    `state`.
+    """
+    if os.geteuid() != 0:
+        return 0
+    try:
+        top = os.lstat(state)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(top.st_mode) or top.st_uid == 0:
+        return 0
+    owner = (top.st_uid, top.st_gid)
+    changed = 0
+    try:
+        # followlinks=False: a link to a directory is listed, never entered.
+        for root, dirs, files in os.walk(state):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                if (st.st_uid, st.st_gid) != owner:
+                    os.chown(path, *owner, follow_symlinks=False)
+                    changed += 1
+    except OSError as exc:
+        raise FirstBootError(
+            f"cannot give {exc.filename or state} to uid {owner[0]}: {exc.strerror or exc}"
+        ) from None
+    return changed
 
 
 # --- the whole ----------------------------------------------------------------------------------

@@ -224,6 +224,7 @@ class MediaResult:
     error: str | None = None
     uuid: str = ""
     seed_sha256: str = ""
+    issued: list[seeds.IssuedKey] = field(default_factory=list, repr=False)  # the medium only
 
     @property
     def ok(self) -> bool:
@@ -246,9 +247,14 @@ class MediaResult:
         out.append(f"FAILED: {self.error}" if self.error else "done")
         return "\n".join(out) + "\n"
 
+    def medium_text(self, earlier: str = "") -> str:
+        """The report written back to the medium: `text()` and the secrets of issued keys (and
+        of those the `earlier` result file held)."""
+        return self.text() + seeds.secrets_text(self.issued, earlier)
+
     def as_json(self) -> dict[str, Any]:
-        """The result as kept in last-result.json."""
-        return {**asdict(self), "ok": self.ok}
+        """The result as kept in last-result.json (without the issued keys' secrets)."""
+        return {**{k: v for k, v in asdict(self).items() if k != "issued"}, "ok": self.ok}
 
 
 def save_result(cfg: Config, result: MediaResult) -> None:
@@ -283,6 +289,7 @@ def apply_seed(cfg: Config, path: Path, call: Call, result: MediaResult) -> seed
     result.lines += outcome.done
     result.warnings += outcome.warnings
     result.error = outcome.error
+    result.issued += outcome.issued
     return checked
 
 
@@ -347,6 +354,14 @@ def _already_applied(cfg: Config, info: DeviceInfo, seed_path: Path) -> bool:
     return bool(last.get("seed_sha256") == digest)
 
 
+def _read_text(path: Path) -> str:
+    """A text file's content, or "" when there is none to read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def handle(cfg: Config, devnode: str, call: Call) -> MediaResult:
     """Mount, classify and act on one medium; the result (also kept for the console)."""
     info = device_info(devnode)
@@ -366,7 +381,9 @@ def handle(cfg: Config, devnode: str, call: Call) -> MediaResult:
                 return result
             result.source = seeds.SEED_FILE
             apply_seed(cfg, medium.seed, call, result)
-            result.lines.append(write_back(root, seeds.RESULT_FILE, result.text()))
+            earlier = _read_text(root / seeds.RESULT_FILE)
+            text = result.medium_text(earlier)
+            result.lines.append(write_back(root, seeds.RESULT_FILE, text))
         elif medium.kind == "bundles":
             import_bundles(medium.bundles, call, result)
         if medium.backups:

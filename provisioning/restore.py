@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import Config
+from appliance.files import fsync_dir as _fsync_dir
 from appliance.identity import IDENTITY_FILE, IdentityError, load_identity
 from appliance.vault import KeyFileKek, PassphraseKek, Vault, VaultError
 from provisioning.backup import DEVICE_KEY, DEVICE_PUB, Contents, unpack
@@ -82,14 +83,6 @@ def _fsync_tree(root: Path) -> None:
         finally:
             os.close(fd)
     _fsync_dir(root)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _same_box(cfg: Config, contents: Contents) -> bool:
@@ -250,18 +243,20 @@ def finish_interrupted_restore(cfg: Config) -> list[str]:
     return done
 
 
-def restore_backup(
+def stage_restore(
     cfg: Config,
     archive: Path,
     passphrase: str,
     *,
     take_identity: bool = False,
     vault_passphrase: str | None = None,
-) -> RestoreResult:
-    """Restore `archive` onto this box; nothing changes unless all of it checks out."""
-    refuse_while_running(cfg)
+) -> tuple[Path, RestoreResult]:
+    """Check `archive` whole and stage it with its move plan; nothing in place changes yet.
+
+    The plan is carried out by `finish_interrupted_restore`: at once by `restore_backup`, or
+    when the gateway next starts (a restore asked for through the admin API while it runs).
+    """
     cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    finish_interrupted_restore(cfg)
     stage = cfg.state_dir / f"{STAGING_PREFIX}{os.urandom(4).hex()}"
     stage.mkdir(mode=0o700)
     try:
@@ -274,14 +269,44 @@ def restore_backup(
         moves = vault_moves + _plan(cfg, contents, take)
         # The first admin token belonged to the database being replaced.
         plan = {"moves": moves, "remove": [str(cfg.state_dir / FIRST_TOKEN)]}
-        refuse_while_running(cfg)  # once more, right before anything is replaced
         missing = _keep_for_admin(cfg, contents)
         (stage / PLAN).write_text(json.dumps(plan))
         _fsync_tree(stage)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    installed = _run_plan(stage, _owner(cfg))
-    return RestoreResult(
-        contents.summary(), "restored" if take else "kept", vault_note, installed, missing
+    result = RestoreResult(
+        contents.summary(), "restored" if take else "kept", vault_note, [], missing
     )
+    return stage, result
+
+
+def drop_staged(cfg: Config, keep: Path | None = None) -> None:
+    """Remove staged restores other than `keep` (superseded ones, never begun)."""
+    for stage in sorted(cfg.state_dir.glob(STAGING_PREFIX + "*")):
+        if stage != keep:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def restore_backup(
+    cfg: Config,
+    archive: Path,
+    passphrase: str,
+    *,
+    take_identity: bool = False,
+    vault_passphrase: str | None = None,
+) -> RestoreResult:
+    """Restore `archive` onto this box; nothing changes unless all of it checks out."""
+    refuse_while_running(cfg)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    finish_interrupted_restore(cfg)
+    stage, result = stage_restore(
+        cfg, archive, passphrase, take_identity=take_identity, vault_passphrase=vault_passphrase
+    )
+    try:
+        refuse_while_running(cfg)  # once more, right before anything is replaced
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    result.installed = _run_plan(stage, _owner(cfg))
+    return result

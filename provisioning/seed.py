@@ -20,12 +20,23 @@
     [projects.web]               # the format of `aigw config apply`
     department = "eng"
 
+    [keys.web-app]               # a key the box does not have is issued (see below)
+    project = "web"              # name: the table's name unless given
+    models = ["gpt-4o*"]
+
 The whole file is checked first, against the box (`check`): types, unknown keys, references,
 every bundle read whole and its signature checked against the box's trusted keys and the
 file's own. A bad file changes nothing and the error names its line. `apply` then makes the
 changes through the admin API, so they are validated and audited like any other. A seed only
 adds and changes: what the box has and the file does not name stays (unlike `config apply`,
 which makes the box match the file), so a seed applied twice changes nothing the second time.
+
+Keys: unlike `config apply`, a seed issues the keys the box does not have yet. A `[keys.X]`
+table is the box's key `X` when the box has a key with that id (as `config export` writes
+it); otherwise it is the key named `name` (default: `X`) in `project`, matched by that name
+(a revoked one included: it stays revoked, the seed does not issue it again); otherwise it is
+issued, with the file's policy. A new key's secret goes only into the result file on the
+medium (`aigw-seed.result.txt`), never to the console, the journal or the box's own result.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +60,7 @@ from appliance.errors import ApplianceError
 
 SEED_FILE = "aigw-seed.toml"
 RESULT_FILE = "aigw-seed.result.txt"
+SECRETS_HEAD = "API keys issued by a seed."
 FORMAT_VERSION = 1
 HOST_COMMAND_TIMEOUT_S = 30.0
 IMPORT_TIMEOUT_S = 6 * 3600.0  # copying a large model off a stick takes a while
@@ -147,6 +160,24 @@ class Bundle:
 
 
 @dataclass
+class NewKey:
+    """A key the box does not have: the file's table name and the key's checked fields."""
+
+    label: str
+    entry: dict[str, Any]
+
+
+@dataclass
+class IssuedKey:
+    """A key a seed issued; its secret is for the result file on the medium and nowhere else."""
+
+    id: str
+    name: str
+    project: str
+    secret: str = field(repr=False)
+
+
+@dataclass
 class Seed:
     """A seed file checked against the box: everything `apply` will do."""
 
@@ -159,6 +190,7 @@ class Seed:
     provider_keys: dict[str, str] = field(default_factory=dict)  # provider → API key
     plan: config_sync.Plan = field(default_factory=config_sync.Plan)
     bundles: list[Bundle] = field(default_factory=list)
+    new_keys: list[NewKey] = field(default_factory=list)
 
     def summary(self) -> list[str]:
         """What applying it does, one line per change."""
@@ -166,6 +198,11 @@ class Seed:
         lines += [f"= trusted key {n} (already trusted)" for n in self.trusted_already]
         lines += [c.line() for c in self.plan.changes]
         lines += [f"+ API key of provider {p} (into the vault)" for p in self.provider_keys]
+        lines += [
+            f"+ key {k.entry['name']} in project {k.entry['project']} (issued; its secret goes "
+            f"to {RESULT_FILE} on the medium only)"
+            for k in self.new_keys
+        ]
         for b in self.bundles:
             done = " (already imported)" if b.present else ""
             lines.append(f"{'=' if b.present else '+'} model {b.model} from {b.path.name}{done}")
@@ -225,6 +262,7 @@ def check(path: Path, call: Call, cfg: Config) -> Seed:
     _check_trust(seed, _table(data, "trust", where), call, where)
     config = {k: v for k, v in data.items() if k in config_sync.SECTIONS}
     seed.provider_keys = _take_api_keys(config, where)
+    _name_keys(config)
     try:
         objects = config_sync.parse_file({"version": config_sync.FORMAT_VERSION, **config}, "")
     except ApplianceError as exc:
@@ -232,7 +270,10 @@ def check(path: Path, call: Call, cfg: Config) -> Seed:
         if message.startswith("[providers.") and "; allowed: " in message:
             message += ", api_key"  # the seed's own addition to a provider
         raise where.error(_path_of_message(message), message) from None
-    seed.plan = config_sync.plan(call, _merged(config_sync.read_box(call), objects), str(path))
+    box = config_sync.read_box(call)
+    _check_key_values(objects["keys"], where)
+    seed.new_keys = _match_keys(objects["keys"], box["keys"], where)
+    seed.plan = config_sync.plan(call, _merged(box, objects), str(path))
     _check_bundles(seed, _table(data, "import", where), call, where)
     return seed
 
@@ -330,6 +371,85 @@ def _take_api_keys(config: dict[str, Any], where: _Where) -> dict[str, str]:
     return keys
 
 
+def _name_keys(config: dict[str, Any]) -> None:
+    """A key table without `name` is named by its table (`[keys.web-app]`)."""
+    keys = config.get("keys")
+    if isinstance(keys, dict):
+        for label, entry in keys.items():
+            if isinstance(entry, dict) and "name" not in entry:
+                entry["name"] = label
+
+
+def _check_key_values(keys: dict[str, dict[str, Any]], where: _Where) -> None:
+    """Refuse up front the key values the box would refuse (types were checked already)."""
+    from gateway.catalog import check_name
+    from gateway.errors import GatewayError
+    from gateway.tenancy import _checks
+
+    checks: dict[str, Callable[[Any], Any]] = {
+        "name": lambda v: check_name("key name", _checks.text("name", v, 128)),
+        "models": _checks.models,
+        "cidrs": _checks.cidrs,
+        "tags": _checks.tags,
+        **{f: partial(_checks.limit, f) for f in ("rpm", "tpm", "budget_micros")},
+    }
+    for label, entry in keys.items():
+        for name, check_value in checks.items():
+            try:
+                check_value(entry[name])
+            except GatewayError as exc:
+                raise where.error(("keys", label, name), f"[keys.{label}] {exc.message}") from None
+
+
+def _match_keys(
+    keys: dict[str, dict[str, Any]], have: dict[str, dict[str, Any]], where: _Where
+) -> list[NewKey]:
+    """Match the file's keys to the box's, renaming them to the box's ids (what `config_sync`
+    compares); take out and return those the box does not have, to be issued."""
+    from gateway.errors import GatewayError
+    from gateway.tenancy import _checks
+
+    by_name: dict[tuple[str, str], list[str]] = {}
+    for key_id, row in have.items():
+        by_name.setdefault((row["project"], row["name"]), []).append(key_id)
+    matched: dict[str, str] = {}  # box id → the file's table
+    named: dict[tuple[str, str], str] = {}  # (project, name) → the file's table
+    new: list[NewKey] = []
+    for label, entry in list(keys.items()):
+        at, ident = ("keys", label), (entry["project"], entry["name"])
+        if ident in named:
+            raise where.error(
+                at,
+                f"[keys.{label}] is the key of [keys.{named[ident]}] again: name "
+                f"{entry['name']!r} in project {entry['project']!r}",
+            )
+        named[ident] = label
+        ids = [label] if label in have else by_name.get(ident, [])
+        live = [i for i in ids if have[i]["status"] != "revoked"]
+        if len(live) > 1:
+            raise where.error(
+                at,
+                f"[keys.{label}] the box has {len(live)} keys named {entry['name']!r} in project "
+                f"{entry['project']!r} ({', '.join(sorted(live))}); name the table by the id of "
+                "the one meant",
+            )
+        match = (live or ids)[:1]
+        if match and match[0] in matched:
+            raise where.error(at, f"[keys.{label}] is the key of [keys.{matched[match[0]]}] again")
+        if match:
+            matched[match[0]] = label
+            keys[match[0]] = keys.pop(label)
+            continue
+        if entry["status"] == "revoked":
+            raise where.error((*at, "status"), f"[keys.{label}] a new key cannot be revoked")
+        try:
+            _checks.future_utc("expires_at", entry["expires_at"])
+        except GatewayError as exc:
+            raise where.error((*at, "expires_at"), f"[keys.{label}] {exc.message}") from None
+        new.append(NewKey(label, keys.pop(label)))
+    return new
+
+
 def _merged(box: config_sync.Objects, seed: config_sync.Objects) -> config_sync.Objects:
     """The box with the seed's objects laid over it: planned, it adds and changes only."""
     out: config_sync.Objects = {}
@@ -400,6 +520,7 @@ class Outcome:
     done: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    issued: list[IssuedKey] = field(default_factory=list)  # their secrets: the medium only
 
     @property
     def ok(self) -> bool:
@@ -419,8 +540,46 @@ def apply(seed: Seed, call: Call, cfg: Config) -> Outcome:
             f"the medium still holds {len(seed.provider_keys)} provider API key(s) in clear in "
             f"{seed.path.name}: remove them from it, or wipe it"
         )
+    if out.issued:
+        ids = ", ".join(k.id for k in out.issued)
+        out.warnings.append(
+            f"the medium now holds the secrets of {len(out.issued)} new API key(s) ({ids}) in "
+            f"{RESULT_FILE}: hand each to its owner, then wipe the medium (a lost secret is "
+            "replaced with: aigw keys rotate ID --grace 0)"
+        )
     out.warnings += seed.plan.warnings
     return out
+
+
+def secrets_text(issued: list[IssuedKey], earlier: str = "") -> str:
+    """The part of the result file that holds the new keys' secrets ("" when none); the
+    secrets an `earlier` result file on the medium held are kept, so applying the seed again
+    before they were handed out does not lose them."""
+    kept = [line for line in _secret_lines(earlier) if not any(k.id in line for k in issued)]
+    if not issued and not kept:
+        return ""
+    lines = [
+        "",
+        f"{SECRETS_HEAD} Each secret is written here and nowhere else: hand it to",
+        "the key's owner (it goes in the app's `Authorization: Bearer` header), then wipe this",
+        "medium.",
+    ]
+    lines += [f"  {k.id}  {k.name} (project {k.project})  {k.secret}" for k in issued]
+    if kept:
+        lines.append("  issued by an earlier application of a seed, kept from its result file:")
+        lines += kept
+    return "\n".join(lines) + "\n"
+
+
+def _secret_lines(text: str) -> list[str]:
+    """The key lines of the secrets part of a result file."""
+    found, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(SECRETS_HEAD):
+            inside = True
+        elif inside and line.startswith("  key_"):
+            found.append(line)
+    return found
 
 
 def _apply(seed: Seed, call: Call, cfg: Config, out: Outcome) -> None:
@@ -434,6 +593,8 @@ def _apply(seed: Seed, call: Call, cfg: Config, out: Outcome) -> None:
     for provider, secret in seed.provider_keys.items():
         call("PUT", f"/providers/{segment(provider)}/key", {"api_key": secret})
         out.done.append(f"+ API key of provider {provider} stored in the vault")
+    for new in seed.new_keys:
+        _issue(new, call, out)
     for b in seed.bundles:
         if b.present:
             out.done.append(f"= model {b.model} (already imported)")
@@ -449,6 +610,26 @@ def _apply(seed: Seed, call: Call, cfg: Config, out: Outcome) -> None:
         out.warnings.append(f"time zone {seed.timezone} not applied: this host is not an appliance")
     elif seed.timezone:
         out.done.append(_set_timezone(seed.timezone))
+
+
+def _issue(new: NewKey, call: Call, out: Outcome) -> None:
+    """Issue one key (after the projects and users it names exist); its secret is kept aside."""
+    spec = config_sync.KINDS["keys"].fields
+    body = {
+        f: v
+        for f, v in new.entry.items()
+        if f != "status" and v is not None and (spec[f].required or v != spec[f].default)
+    }
+    row = call("POST", "/keys", body)
+    out.issued.append(IssuedKey(row["id"], row["name"], row["project"], row.pop("secret")))
+    disabled = new.entry["status"] == "disabled"
+    if disabled:
+        call("POST", f"/keys/{segment(row['id'])}/disable")
+    out.done.append(
+        f"+ key {row['id']} ({row['name']}) in project {row['project']} issued"
+        + (" and disabled" if disabled else "")
+        + f"; its secret is in {RESULT_FILE} on the medium only"
+    )
 
 
 def _host_command(argv: list[str]) -> str | None:

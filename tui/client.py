@@ -7,13 +7,15 @@ so screens make them from worker threads.
 
 from __future__ import annotations
 
+import copy
 import http.client
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.admin_client import AdminAPIError, AdminClient, segment
+from appliance.admin_client import API_PREFIX, AdminAPIError, AdminClient, segment
+from appliance.admin_client import _answer as answer
 
 CONSOLE_TIMEOUT = 5.0
 SOCKET_NAME = "admin.sock"
@@ -62,6 +64,36 @@ class ConsoleClient:
     def delete(self, path: str) -> Any:
         """DELETE."""
         return self.call("DELETE", path)
+
+    def slow(self, method: str, path: str, body: Any = None, timeout: float = 3600.0) -> Any:
+        """One request that may take long (an import copies and checks gigabytes)."""
+        client = copy.copy(self._client)  # its own timeout; the beat keeps the short one
+        client.timeout = timeout
+        return client.call(method, path, body)[1]
+
+    def upload(
+        self, path: str, source: Path, headers: dict[str, str], timeout: float = 3600.0
+    ) -> Any:
+        """POST a file on this machine as the body (streamed, application/octet-stream)."""
+        conn = self._client._connection()
+        conn.timeout = timeout
+        sent = {"Content-Type": "application/octet-stream", "Accept": "application/json"}
+        if self._client.token:
+            sent["Authorization"] = f"Bearer {self._client.token}"
+        try:
+            with source.open("rb") as fh:
+                sent["Content-Length"] = str(os.fstat(fh.fileno()).st_size)
+                conn.request("POST", self._client._base + API_PREFIX + path, fh, sent | headers)
+                resp = conn.getresponse()
+                status, raw = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, OSError) and exc.filename:
+                why = f"cannot read {source}: {exc.strerror}"
+                raise AdminAPIError(400, "unreadable", why) from None
+            raise AdminAPIError(0, "unreachable", f"cannot reach {self.where}: {exc}") from None
+        finally:
+            conn.close()
+        return answer(status, raw, self.where)
 
     def metrics(self) -> str:
         """The gateway's Prometheus text (served beside the admin API); "" when refused."""

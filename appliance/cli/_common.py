@@ -16,6 +16,7 @@ import orjson
 from appliance.admin_client import AdminClient, open_client
 from appliance.config import Config
 from appliance.errors import ApplianceError
+from tui.format import cell as _cell
 
 # An option given as "none" (or "") clears the value; distinct from "not given" (None).
 CLEAR = object()
@@ -64,16 +65,6 @@ Command = Callable[[Ctx], None]
 
 
 # --- output ---------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None or value == [] or value == "":
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:

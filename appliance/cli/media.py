@@ -90,6 +90,7 @@ def check_seed(ctx: Ctx) -> None:
 
 def apply_seed(ctx: Ctx) -> None:
     """seed apply: the result is printed and kept; it is written beside the file if it can be."""
+    from appliance.identity import write_atomic
     from provisioning.media import MediaResult, save_result
     from provisioning.media import apply_seed as apply_file
     from provisioning.seed import RESULT_FILE
@@ -99,8 +100,10 @@ def apply_seed(ctx: Ctx) -> None:
     result = MediaResult("-", "seed", source=str(path))
     if apply_file(ctx.cfg, path, ctx.call, result) is None:
         raise ApplianceError(result.error or "the seed was refused")  # nothing was changed
-    try:
-        (path.parent / RESULT_FILE).write_text(result.text())
+    try:  # 0600: it may hold the secrets of the keys the seed issued
+        target = path.parent / RESULT_FILE
+        earlier = target.read_text(errors="replace") if target.is_file() else ""
+        write_atomic(target, result.medium_text(earlier).encode(), 0o600)
         result.lines.append(f"result written to {path.parent / RESULT_FILE}")
     except OSError as exc:
         result.lines.append(f"result not written beside the file: {exc.strerror or exc}")

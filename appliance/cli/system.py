@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from appliance.admin_client import AdminAPIError
 from appliance.cli._common import Ctx, SubParsers, add_json, emit_object
+from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.identity import load_identity, read_marker
-from provisioning.firstboot import provision
+from provisioning.firstboot import hand_to_owner, provision
+from provisioning.offline import gateway_running
+from provisioning.pending import finish_pending, reset_pending
 from provisioning.tls import TlsError, cert_info, check_install, write_pair
 
 
@@ -19,7 +23,8 @@ def register_system(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     fb = sub.add_parser(
         "firstboot",
         parents=[common],
-        help="provision this box (identity, keys, TLS, vault, first admin token); idempotent",
+        help="finish a pending factory reset or restore, then provision this box (identity, "
+        "keys, TLS, vault, first admin token); idempotent",
     )
     fb.set_defaults(func=firstboot)
     ident = sub.add_parser("identity", parents=[common], help="the box's id and hostname")
@@ -40,9 +45,30 @@ def register_system(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     install.set_defaults(func=tls_install)
 
 
+def _finish_pending(cfg: Config) -> None:
+    """A factory reset or restore the admin API left for the next start, done here as root."""
+    if gateway_running(cfg):
+        if reset_pending(cfg):
+            print("a factory reset is pending: it is done when the gateway stops")
+        return  # a staged restore must not be swapped in under a serving gateway either
+    was_reset = reset_pending(cfg)
+    for line in finish_pending(cfg):
+        print(line)
+    if was_reset:
+        # Run as the gateway's ExecStopPost, this process inherited the gateway's
+        # CREDENTIALS_DIRECTORY: the wiped box's TPM-sealed KEK. The new vault gets a new one.
+        os.environ.pop("CREDENTIALS_DIRECTORY", None)
+
+
 def firstboot(ctx: Ctx) -> None:
-    """firstboot: run the missing steps; the first admin token is printed when just made."""
-    result = provision(ctx.cfg)
+    """firstboot: finish pending work, run the missing steps, hand the state to its owner; the
+    first admin token is printed when just made."""
+    try:
+        _finish_pending(ctx.cfg)
+        result = provision(ctx.cfg)
+    finally:
+        # Root made or moved files in the aigw-owned state directory: the gateway must own them.
+        hand_to_owner(ctx.cfg.state_dir)
     ident = result.identity
     if result.already:
         print(f"{ident.hostname} ({ident.appliance_id}) was provisioned at {result.at}")

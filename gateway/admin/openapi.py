@@ -18,8 +18,10 @@ from gateway.admin import gpus as admin_gpus
 from gateway.admin import health as admin_health
 from gateway.admin import local_models as admin_local_models
 from gateway.admin import masking as admin_masking
+from gateway.admin import media as admin_media
 from gateway.admin import routing as admin_routing
 from gateway.admin import system as admin_system
+from gateway.admin import system_ops as admin_system_ops
 from gateway.admin.body import Field
 from gateway.admin.routes import Route
 from gateway.tenancy.tokens import ROLES
@@ -347,6 +349,8 @@ for _module in (
     admin_engines,
     admin_gpus,
     admin_system,
+    admin_media,
+    admin_system_ops,
 ):
     OBJECTS.update(_module.SCHEMAS)
     _LISTS.update(_module.LISTS)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 from aiohttp import web
 
+from appliance.files import version as _version
 from appliance.migrations import SCHEMA_VERSION
 from appliance.store import schema_version
 from gateway.admin.body import query_int
@@ -64,13 +64,6 @@ async def usage(request: web.Request) -> web.Response:
     for row in rows:
         row["stream"], row["estimated"] = bool(row["stream"]), bool(row["estimated"])
     return listing(rows)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("aigw")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 async def status(request: web.Request) -> web.Response:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from appliance.files import version as _version
 from appliance.identity import IdentityError, load_identity, read_marker
 from appliance.store import transaction
 from gateway.admin.auth import peer_uid
@@ -78,13 +78,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
 }
 LISTS: dict[str, str] = {}
 QUERY: dict[str, dict[str, Any]] = {}
-
-
-def _version() -> str:
-    try:
-        return metadata.version("aigw")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _url(scheme: str, host: str, port: int) -> str:

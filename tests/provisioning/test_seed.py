@@ -4,6 +4,7 @@ vault and admin API in-process), with real signed bundles; what a medium holds; 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -163,6 +164,164 @@ def test_a_seed_adds_and_keeps_what_the_box_has(cli: Cli, tmp_path: Path) -> Non
     assert names == {"ops", "eng"}
 
 
+KEYS_SEED = """\
+version = 1
+
+[departments.eng]
+
+[users.ada]
+email = "ada@example.com"
+department = "eng"
+
+[projects.web]
+department = "eng"
+
+[keys.web-app]
+project = "web"
+user = "ada"
+models = ["gpt-4o*"]
+rpm = 60
+expires_at = "2099-01-31T00:00:00+01:00"
+tags = ["frontend"]
+
+[keys.nightly]
+name = "nightly-batch"
+project = "web"
+status = "disabled"
+"""
+
+
+def _secrets(result: str) -> dict[str, str]:
+    """Key id → secret, as the result file lists them."""
+    lines = result.split("API keys issued by a seed.", 1)[1].splitlines()
+    return {w[0]: w[-1] for w in (line.split() for line in lines) if w and w[0].startswith("key_")}
+
+
+def _everything_under(root: Path, but: Path) -> bytes:
+    """Every file's bytes below `root` except `but` (the database, its WAL, the vault...)."""
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p != but)
+
+
+def test_a_seed_issues_its_keys_once_and_their_secrets_go_only_to_the_medium(
+    cli: Cli, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import sqlite3
+
+    from gateway.tenancy.secrets import hash_secret
+
+    caplog.set_level(logging.DEBUG)
+    seed = make_seed(tmp_path / "stick", KEYS_SEED, bundle=False)
+    checked = cli.ok("seed", "check", str(seed)).out
+    assert "+ key web-app in project web (issued; its secret goes to" in checked
+    assert "+ key nightly-batch in project web" in checked and "not on this box" not in checked
+    assert cli.ok("keys", "list", "--json").json == []
+
+    applied = cli.ok("seed", "apply", str(seed))
+    result_file = seed.parent / "aigw-seed.result.txt"
+    result = result_file.read_text()
+    issued = _secrets(result)
+    keys = {k["id"]: k for k in cli.ok("keys", "list", "--json").json}
+    assert set(issued) == set(keys) and len(keys) == 2
+    by_name = {k["name"]: k for k in keys.values()}
+    web, nightly = by_name["web-app"], by_name["nightly-batch"]
+    assert (web["project"], web["user"], web["models"], web["rpm"], web["tags"]) == (
+        "web",
+        "ada",
+        ["gpt-4o*"],
+        60,
+        ["frontend"],
+    )
+    assert web["expires_at"] == "2099-01-30T23:00:00.000Z" and web["status"] == "active"
+    assert nightly["status"] == "disabled"
+    # The secrets are the keys' (their hashes are what the box stored)...
+    db = sqlite3.connect(cli.state / "aigw.db")
+    stored = dict(db.execute("SELECT id, hash FROM keys").fetchall())
+    db.close()
+    assert {i: hash_secret(s) for i, s in issued.items()} == stored
+    # ...and the result file on the medium is the only place that holds them.
+    for key_id in issued:
+        assert f"+ key {key_id} (" in applied.out and key_id in result
+    assert "the medium now holds the secrets of 2 new API key(s)" in applied.out
+    assert "wipe the medium" in applied.out and "not on this box" not in applied.out
+    last = (cli.state / "media" / "last-result.json").read_text()
+    exported = cli.ok("config", "export").out
+    shown = cli.ok("keys", "show", web["id"], "--json").out
+    logged = caplog.text + "".join(repr(r.args) for r in caplog.records)
+    state = _everything_under(cli.state, but=result_file)
+    for secret in issued.values():
+        assert secret in result
+        for where in (applied.out, applied.err, last, exported, shown, logged):
+            assert secret not in where
+        assert secret.encode() not in state
+    assert result_file.stat().st_mode & 0o777 == 0o600
+
+    # Applied again: nothing issued, nothing changed; the secrets stay in the result file.
+    again = cli.ok("seed", "apply", str(seed)).out
+    assert "+ key" not in again and "new API key" not in again, again
+    assert {k["id"] for k in cli.ok("keys", "list", "--json").json} == set(keys)
+    assert _secrets(result_file.read_text()) == issued
+    assert cli.ok("seed", "check", str(seed)).out.startswith("no changes")
+
+
+def test_a_seed_key_is_matched_by_its_name_or_the_box_id(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("departments", "add", "eng")
+    cli.ok("projects", "add", "web", "--department", "eng")
+    made = cli.ok("keys", "create", "--name", "web-app", "--project", "web", "--json").json
+    gone = cli.ok("keys", "create", "--name", "old", "--project", "web", "--json").json
+    cli.ok("keys", "revoke", gone["id"])
+    text = (
+        "version = 1\n[departments.eng]\n[projects.web]\ndepartment = 'eng'\n"
+        "[keys.web-app]\nproject = 'web'\nrpm = 5\n"  # by name: its policy changes
+        "[keys.old]\nproject = 'web'\n"  # revoked: stays so, never issued again
+        f"[keys.{made['id']}]\nname = 'renamed'\nproject = 'web'\nrpm = 5\n"
+    )
+    seed = make_seed(tmp_path / "stick", text, bundle=False)
+    error = cli.fails("seed", "check", str(seed))
+    assert "line 10" in error and "is the key of [keys.web-app] again" in error, error
+    seed.write_text(text.split(f"[keys.{made['id']}]")[0])
+    out = cli.ok("seed", "apply", str(seed)).out
+    assert f"~ key {made['id']}: rpm null → 5" in out, out
+    assert f"key {gone['id']} is revoked on this box and stays as it is" in out
+    assert "+ key" not in out and not _secret_lines_in(seed.parent)
+    assert len(cli.ok("keys", "list", "--json").json) == 2
+    # The box's id as the table's name: config export's form (and a rename).
+    seed.write_text(
+        f"version = 1\n[departments.eng]\n[projects.web]\ndepartment = 'eng'\n"
+        f"[keys.{made['id']}]\nname = 'web-frontend'\nproject = 'web'\nrpm = 5\n"
+    )
+    out = cli.ok("seed", "apply", str(seed)).out
+    assert f'~ key {made["id"]}: name "web-app" → "web-frontend"' in out, out
+    assert len(cli.ok("keys", "list", "--json").json) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mounts need root")
+def test_a_seed_stick_gets_the_secrets_of_the_keys_it_issued(cli: Cli, tmp_path: Path) -> None:
+    from tests.provisioning.test_media import TOOLS, image, loop, read_file
+
+    if any(shutil.which(t) is None for t in TOOLS):
+        pytest.skip(f"needs {', '.join(TOOLS)}")
+    stick = make_seed(tmp_path / "stick", KEYS_SEED, bundle=False).parent
+    img = image(tmp_path / "seed.img", stick, "AIGW-SEED")
+    with loop(img) as dev:
+        out = cli.ok("media", "handle", dev).out
+        assert "result written to the medium as aigw-seed.result.txt" in out
+    result = read_file(img, "aigw-seed.result.txt")
+    assert result is not None
+    issued = _secrets(result)
+    assert set(issued) == {k["id"] for k in cli.ok("keys", "list", "--json").json}
+    last = (cli.state / "media" / "last-result.json").read_text()
+    for key_id, secret in issued.items():
+        assert f"+ key {key_id} (" in out and key_id in last
+        assert secret not in out + last
+        assert secret.encode() not in _everything_under(cli.state, but=img)
+
+
+def _secret_lines_in(folder: Path) -> bool:
+    path = folder / "aigw-seed.result.txt"
+    return path.exists() and "API keys issued by a seed." in path.read_text()
+
+
 BAD = [
     # (what, the seed text, the line named, words of the message)
     (
@@ -201,6 +360,40 @@ BAD = [
         "version = 1\n[import]\nbundles = ['../x.aigwmodel']\n",
         3,
         "is not on the medium",
+    ),
+    (
+        "a key with a bad model pattern",
+        "version = 1\n[departments.eng]\n[projects.web]\ndepartment = 'eng'\n"
+        "[keys.app]\nproject = 'web'\nmodels = ['gpt 4']\n",
+        7,
+        "model pattern 'gpt 4' is not valid",
+    ),
+    (
+        "a new key that expired",
+        "version = 1\n[departments.eng]\n[projects.web]\ndepartment = 'eng'\n"
+        "[keys.app]\nproject = 'web'\nexpires_at = '2001-01-01T00:00:00Z'\n",
+        7,
+        "'expires_at' must be in the future",
+    ),
+    (
+        "a new key that is revoked",
+        "version = 1\n[departments.eng]\n[projects.web]\ndepartment = 'eng'\n"
+        "[keys.app]\nproject = 'web'\nstatus = 'revoked'\n",
+        7,
+        "a new key cannot be revoked",
+    ),
+    (
+        "a key of a project not in the file",
+        "version = 1\n[keys.app]\nproject = 'web'\n",
+        3,
+        "project 'web' is not in [projects]",
+    ),
+    (
+        "the same key twice",
+        "version = 1\n[departments.eng]\n[projects.web]\ndepartment = 'eng'\n"
+        "[keys.app]\nproject = 'web'\n[keys.other]\nname = 'app'\nproject = 'web'\n",
+        7,
+        "is the key of [keys.app] again",
     ),
     (
         "an inline table's unknown key",

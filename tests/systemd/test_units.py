@@ -153,11 +153,18 @@ def test_units_agree_on_user_paths_and_config() -> None:
     assert directives(gateway, "NotifyAccess") == ["main"]
     assert directives(gateway, "WatchdogSec") == ["30"]
     assert directives(gateway, "Restart") == ["on-failure"]
+    # A reset or restore asked for through the admin API is done as root after the gateway
+    # stops, before systemd starts it again; first boot hands the state to aigw itself.
+    assert directives(gateway, "ExecStopPost") == [f"+{INSTALLED_AIGW} firstboot"]
+    assert directives(firstboot, "ExecStart") == [f"{INSTALLED_AIGW} firstboot"]
+    assert directives(firstboot, "ExecStartPost") == []
     assert directives(firstboot, "ConditionPathExists") == [f"!{state}/provisioned"]
     assert directives(firstboot, "Type") == ["oneshot"]
     assert "aigw-gateway.service" in " ".join(directives(firstboot, "Before"))
     assert directives(console, "TTYPath") == ["/dev/tty1"]
     assert directives(console, "Conflicts") == ["getty@tty1.service"]
+    # Skipped, not failed, where there is no tty1 (a container, a kernel without VTs).
+    assert directives(console, "ConditionPathExists") == ["/dev/tty1"]
     for unit in unit_files():
         if INSTALLED_AIGW in unit.read_text():
             assert "AIGW_CONFIG=/etc/aigw/aigw.toml" in " ".join(directives(unit, "Environment")), (
@@ -167,6 +174,79 @@ def test_units_agree_on_user_paths_and_config() -> None:
     rule = (UNITS / "polkit" / "50-aigw.rules").read_text()
     assert "aigw-engine@" in rule and 'subject.user !== "aigw"' in rule
     assert "org.freedesktop.systemd1.manage-units" in rule
+
+
+def _firstboot(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`aigw firstboot` as the gateway's ExecStopPost runs it (root, AIGW_CONFIG)."""
+    return subprocess.run(
+        [AIGW, "firstboot"],
+        env={**os.environ, "AIGW_CONFIG": str(config), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _owners(state: Path) -> set[tuple[int, int]]:
+    return {(p.lstat().st_uid, p.lstat().st_gid) for p in state.rglob("*")}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing the state over needs root")
+def test_firstboot_finishes_a_pending_reset_and_hands_the_state_over(tmp_path: Path) -> None:
+    from appliance.identity import load_identity, read_marker
+    from provisioning.pending import PENDING_RESET, request_reset
+
+    tpm = subprocess.run(["systemd-creds", "has-tpm2"], capture_output=True, check=False)
+    if shutil.which("systemd-creds") and tpm.returncode == 0:
+        pytest.skip("this host has a TPM: first boot would seal to it")
+    owner = (65534, 65534)  # the box's aigw; nobody here
+    state = tmp_path / "state"
+    state.mkdir(mode=0o750)
+    os.chown(state, *owner)
+    outside = tmp_path / "outside"
+    outside.write_text("root's")
+    config = tmp_path / "aigw.toml"
+    config.write_text(f'[state]\ndir = "{state}"\n[vault]\nkek = "auto"\n')
+    cfg = load_config(str(config))
+
+    first = _firstboot(config)
+    assert first.returncode == 0, first.stderr
+    ident = load_identity(state)
+    assert ident is not None and f"provisioned {ident.hostname}" in first.stdout
+    assert _owners(state) == {owner}
+    # A link in the state is handed over itself; what it points to is not touched.
+    (state / "link").symlink_to(outside)
+    os.lchown(state / "link", 0, 0)
+
+    # What the gateway's ExecStopPost sees after a reset asked through the admin API: the
+    # pending marker, and the old box's credentials still loaded in CREDENTIALS_DIRECTORY.
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / cfg.vault.credential).write_bytes(os.urandom(32))
+    request_reset(cfg, ident.appliance_id, "test")
+    started = time.monotonic()
+    reset = _firstboot(config, CREDENTIALS_DIRECTORY=str(creds))
+    assert reset.returncode == 0, reset.stderr
+    assert f"factory reset of {ident.appliance_id} done" in reset.stdout
+    new = load_identity(state)
+    assert new is not None and new.appliance_id != ident.appliance_id
+    assert f"provisioned {new.hostname}" in reset.stdout
+    assert not (state / PENDING_RESET).exists()
+    marker = read_marker(state)
+    assert marker is not None and marker["appliance_id"] == new.appliance_id
+    # The new vault has its own key, not the wiped box's credential.
+    assert marker["kek"] != "credential" and (state / "vault.key").is_file()
+    assert _owners(state) == {owner}
+    assert outside.stat().st_uid == 0
+
+    # Nothing pending, provisioned: a quick no-op that changes nothing (every stop runs it).
+    before = {p: p.lstat().st_mtime_ns for p in state.rglob("*")}
+    started = time.monotonic()
+    again = _firstboot(config)
+    took = time.monotonic() - started
+    assert again.returncode == 0, again.stderr
+    assert "was provisioned at" in again.stdout and took < 10, (took, again.stdout)
+    assert {p: p.lstat().st_mtime_ns for p in state.rglob("*")} == before
 
 
 def test_the_box_config_loads() -> None:

@@ -1,4 +1,5 @@
-"""Dashboard: health, live traffic, spend against budgets, alerts, GPUs, engines, identity."""
+"""Dashboard: health, live traffic, spend against budgets, alerts (acknowledged from here), GPUs,
+engines, the last removable medium, identity."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.markup import escape
+from textual import work
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label, Static
 
-from tui.client import AdminAPIError, ConsoleClient
+from tui.client import AdminAPIError, ConsoleClient, segment
 from tui.format import bar, money
-from tui.pane import Pane
+from tui.pane import Pane, fill, selected
+from tui.screens.providers import last_media, media_is_recent, media_line
 
 _SAMPLE = re.compile(r"^aigw_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)$")
 
@@ -34,10 +39,71 @@ def request_counts(metrics: str) -> tuple[float, float]:
     return total, failed
 
 
+class AlertsScreen(ModalScreen[None]):
+    """The open alerts; Enter (or a) acknowledges the one under the cursor."""
+
+    DEFAULT_CSS = """
+    AlertsScreen { align: center middle; }
+    #alerts-box { width: 100%; height: 100%; border: thick $primary; background: $surface;
+                  padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("a", "acknowledge", "Acknowledge")]
+
+    def __init__(self, api: ConsoleClient) -> None:
+        super().__init__()
+        self.api = api
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="alerts-box"):
+            yield Label(
+                "Open alerts, newest first: Enter or a acknowledges", classes="dialog-title"
+            )
+            yield DataTable(id="open-alerts", cursor_type="row")
+
+    def on_mount(self) -> None:
+        self._run(None)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_acknowledge()
+
+    def action_acknowledge(self) -> None:
+        """Mark the selected alert as seen (audited, by this console's admin)."""
+        alert_id = selected(self.query_one("#open-alerts", DataTable))
+        if alert_id is not None:
+            self._run(alert_id)
+
+    @work(thread=True, exclusive=True, group="alerts")
+    def _run(self, acknowledge: str | None) -> None:
+        try:
+            if acknowledge is not None:
+                self.api.post(f"/alerts/{segment(acknowledge)}/acknowledge")
+            rows = self.api.get("/alerts", acknowledged="false", limit=200)["data"]
+        except AdminAPIError as exc:
+            self.app.call_from_thread(self.notify, exc.message, severity="error", timeout=6)
+            return
+        self.app.call_from_thread(self._show, rows, acknowledge)
+
+    def _show(self, rows: list[dict[str, Any]], acknowledged: str | None) -> None:
+        if not self.is_attached:
+            return
+        shown = [{**r, "ts": str(r.get("ts"))[:16].replace("T", " ")} for r in rows]
+        table = self.query_one("#open-alerts", DataTable)
+        fill(table, shown, ["id", "ts", "severity", "kind", "message"], "id")
+        table.focus()
+        if acknowledged is not None:
+            self.notify(f"alert {acknowledged} acknowledged", timeout=6)
+
+    def action_close(self) -> None:
+        """Back to the dashboard."""
+        self.dismiss(None)
+
+
 class DashboardPane(Pane):
     """The box at a glance; refreshed on the app's timer while it is on show."""
 
     title = "Dashboard"
+    can_focus = True
+    BINDINGS = [Binding("a", "alerts", "Alerts")]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -70,7 +136,12 @@ class DashboardPane(Pane):
             out["system"] = api.get("/system")
         except AdminAPIError:
             out["system"] = None
+        out["media"] = last_media(api)
         return out
+
+    def action_alerts(self) -> None:
+        """a: the open alerts, to acknowledge."""
+        self.app.push_screen(AlertsScreen(self.api), lambda _: self.reload())
 
     def _traffic(self, metrics: str, at: float) -> str:
         total, failed = request_counts(metrics)
@@ -106,11 +177,15 @@ class DashboardPane(Pane):
             )
         alerts = data["alerts"]
         lines.append(
-            f"[b]Open alerts[/b] {len(alerts)}" + (" (newest 5)" if len(alerts) == 5 else "")
+            f"[b]Open alerts[/b] {len(alerts)}"
+            + (" (newest 5)" if len(alerts) == 5 else "")
+            + (" · a: acknowledge" if alerts else "")
         )
         for a in alerts[:3]:
             lines.append(f"  {a['severity']} {a['kind']}: {escape(str(a['message']))[:60]}")
         lines.extend(self._gpu_lines(gpus, data["engines"]))
+        if media_is_recent(data["media"]):
+            lines.append(escape(media_line(data["media"])) + " · more on 4 Models")
         lines.extend(self._identity_lines(system))
         self.query_one("#dash", Static).update("\n".join(lines))
 

@@ -1,4 +1,5 @@
-"""Organization: departments, projects, users, and budgets with their thresholds."""
+"""Organization: departments, projects, users, and budgets with their thresholds; editing a
+budget, and deleting any of them after typing its name."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Label
 
-from tui.client import ConsoleClient
-from tui.dialogs import Field, FormScreen
+from tui.client import ConsoleClient, segment
+from tui.dialogs import ConfirmScreen, Field, FormScreen
 from tui.format import money
-from tui.pane import Pane, fill
+from tui.pane import Pane, fill, selected
 
 BUDGET_COLUMNS = [
     "level",
@@ -34,7 +35,13 @@ class OrgPane(Pane):
         Binding("p", "add_project", "Project"),
         Binding("u", "add_user", "User"),
         Binding("b", "add_budget", "Budget"),
+        Binding("e", "edit_budget", "Edit budget"),
+        Binding("x", "delete", "Delete"),
     ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.budgets: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield Label("Departments (a)", classes="caption")
@@ -43,7 +50,10 @@ class OrgPane(Pane):
         yield DataTable(id="projects", cursor_type="row")
         yield Label("Users (u)", classes="caption")
         yield DataTable(id="users", cursor_type="row")
-        yield Label("Budgets (b) — spent this period against the limit", classes="caption")
+        yield Label(
+            "Budgets (b new, e edit) — spent this period against the limit; x deletes",
+            classes="caption",
+        )
         yield DataTable(id="budgets", cursor_type="row")
 
     def fetch(self, api: ConsoleClient) -> dict[str, list[dict[str, Any]]]:
@@ -75,6 +85,7 @@ class OrgPane(Pane):
             ["name", "email", "department"],
             "name",
         )
+        self.budgets = data["budgets"]
         budgets = [
             {
                 **b,
@@ -143,6 +154,73 @@ class OrgPane(Pane):
             _budget_body,
         )
 
+    def action_edit_budget(self) -> None:
+        """e: the selected budget's limit, enforcement and thresholds (spent amounts stay)."""
+        budget_id = selected(self.query_one("#budgets", DataTable))
+        row = next((b for b in self.budgets if str(b["id"]) == budget_id), None)
+        if row is None:
+            self.console.say("no budget selected", error=True)
+            return
+        fields = [
+            Field("limit", "Limit, in currency units", money(row["limit_micros"])),
+            Field("enforcement", "Enforcement (hard or soft)", str(row.get("enforcement") or "")),
+            Field(
+                "thresholds",
+                "Alert thresholds in % (comma-separated)",
+                ",".join(str(t) for t in row.get("thresholds") or []),
+            ),
+        ]
+        title = f"Budget of {row['level']} {row['target']} ({row['period']})"
+
+        def submit(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            try:
+                body = {
+                    "limit_micros": _micros(values["limit"]),
+                    "enforcement": values["enforcement"].strip(),
+                    "thresholds": _thresholds(values["thresholds"]),
+                }
+            except ValueError as exc:
+                self.console.say(str(exc), error=True)
+                return
+            self.act(
+                lambda api: api.patch(f"/budgets/{segment(str(row['id']))}", body),
+                message=f"budget of {row['level']} {row['target']} changed",
+            )
+
+        self.app.push_screen(FormScreen(title, fields), submit)
+
+    def action_delete(self) -> None:
+        """x: delete the selected department, project, user or budget, after typing its name.
+
+        The admin API refuses one that still holds keys (or projects and users): its message
+        is shown as it is."""
+        table = self.app.focused
+        kinds = {"departments": "department", "projects": "project", "users": "user"}
+        if not isinstance(table, DataTable) or table.id not in (*kinds, "budgets"):
+            self.console.say("select a department, project, user or budget first", error=True)
+            return
+        key = selected(table)
+        if key is None:
+            return
+        if table.id == "budgets":
+            row = next((b for b in self.budgets if str(b["id"]) == key), {})
+            what, typed = (
+                f"the {row.get('period')} budget of {row.get('target')}",
+                str(row.get("target")),
+            )
+            path = f"/budgets/{segment(key)}"
+        else:
+            kind = kinds[str(table.id)]
+            what, typed, path = f"{kind} {key}", key, f"/{table.id}/{segment(key)}"
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self.act(lambda api: api.delete(path), message=f"{what} deleted")
+
+        self.app.push_screen(ConfirmScreen(f"Delete {what}?", typed), confirmed)
+
 
 def _micros(raw: str) -> int:
     """'12.50' → 12_500_000 without floats."""
@@ -152,11 +230,15 @@ def _micros(raw: str) -> int:
     return int(whole) * 1_000_000 + int(frac.ljust(6, "0") or 0)
 
 
-def _budget_body(v: dict[str, str]) -> dict[str, Any]:
+def _thresholds(raw: str) -> list[int]:
     try:
-        thresholds = [int(t) for t in v["thresholds"].split(",") if t.strip()]
+        return [int(t) for t in raw.split(",") if t.strip()]
     except ValueError:
         raise ValueError("thresholds are whole percentages, e.g. 50,80,100") from None
+
+
+def _budget_body(v: dict[str, str]) -> dict[str, Any]:
+    thresholds = _thresholds(v["thresholds"])
     return {
         "level": v["level"].strip(),
         "target": v["target"].strip(),

@@ -1,5 +1,5 @@
 """System: the vault (seal, unseal, rotate the key-encryption key), identity, time, network;
-backup, restore and factory reset are done with the CLI for now (shown here how)."""
+backups, restore and factory reset (`tui.screens.system_ops`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from tui.client import AdminAPIError, ConsoleClient
 from tui.dialogs import ConfirmScreen, Field, FormScreen
-from tui.pane import Pane
+from tui.screens.system_ops import BackupActions, backups
 
 
 def utc_now() -> str:
@@ -23,7 +23,7 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class SystemPane(Pane):
+class SystemPane(BackupActions):
     """The box itself."""
 
     title = "System"
@@ -32,13 +32,23 @@ class SystemPane(Pane):
         Binding("u", "unseal", "Unseal"),
         Binding("s", "seal", "Seal"),
         Binding("k", "rotate", "Rotate KEK"),
+        Binding("b", "backup", "Backup"),
+        Binding("r", "restore", "Restore"),
+        Binding("f,R", "factory_reset", "Reset"),
     ]
+    DEFAULT_CSS = """
+    SystemPane #system-top { height: auto; max-height: 70%; }
+    SystemPane #backups { height: 1fr; min-height: 3; }
+    """
     clock: Callable[[], str] = staticmethod(utc_now)
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with VerticalScroll(id="system-top"):
             yield Static("", id="clock", markup=False)
             yield Static("reading…", id="system-info")
+            yield Static("", id="ops-note")
+        yield Static("", id="backups-caption", classes="caption")
+        yield DataTable(id="backups", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
@@ -47,17 +57,17 @@ class SystemPane(Pane):
         self.query_one("#clock", Static).update(f"Time   {self.clock()}")
 
     def fetch(self, api: ConsoleClient) -> dict[str, Any]:
-        """The vault's state and the box's identity."""
+        """The vault's state, the box's identity and its backups."""
         try:
             system = api.get("/system")
         except AdminAPIError as exc:
             if exc.status != 404:
                 raise
             system = None
-        return {"vault": api.get("/vault"), "system": system}
+        return {"vault": api.get("/vault"), "system": system, "backups": backups(api)}
 
     def show(self, data: dict[str, Any]) -> None:
-        """Vault, identity, network, and how to back up."""
+        """Vault, identity, network, backups."""
         self._tick()
         vault, system = data["vault"], data["system"]
         sealed = "[b red]SEALED[/b red]" if vault["sealed"] else "unsealed"
@@ -86,10 +96,11 @@ class SystemPane(Pane):
                 ),
             ]
         lines += [
-            "[b]Backup[/b] `aigw backup create -o FILE` · restore: `aigw backup restore FILE`",
-            "[b]Reset[/b]  `aigw factory-reset` (asks for the appliance id)",
+            "[b]Backup[/b] b back up · r restore · f factory reset (typing the appliance id)",
+            "       restore: a backup listed below, or an archive's path on the box (a stick)",
         ]
         self.query_one("#system-info", Static).update("\n".join(lines))
+        self.show_backups(data.get("backups"))
 
     def action_unseal(self) -> None:
         """u: open a passphrase vault."""
