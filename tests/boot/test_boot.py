@@ -1,7 +1,9 @@
 """A real boot: the Debian rootfs with aigw installed, systemd as PID 1 under systemd-nspawn.
 
 The units, sysusers/tmpfiles snippets and /etc/aigw/aigw.toml are those in systemd/; the only
-test-specific change is a drop-in with a short WatchdogSec for the watchdog test.
+test-specific change is a drop-in with a short WatchdogSec for the watchdog test. A factory
+reset and a restore are asked for over the admin socket and finished by the gateway's
+ExecStopPost (root) before systemd starts it again.
 The tests run in file order on one container; the last one powers it off and boots it again.
 """
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 STATE = "/var/lib/aigw"
 PY = "/opt/aigw/venv/bin/python"
+AIGW = "/opt/aigw/venv/bin/aigw"
 
 # Fetches a URL inside the container; for HTTPS it also prints the SHA-256 of the peer's
 # certificate so the test can check it is the box certificate. Exit 0 whatever the status.
@@ -224,6 +227,187 @@ def test_watchdog_restarts_hung_gateway(box: Container, rootfs: Path) -> None:
     log = journal(box, "aigw-gateway.service", tail=10**7)
     assert "aigw-gateway.service: Watchdog timeout" in log, log[-6000:]
     wait_for("HTTP again", lambda: fetch(box, "http://127.0.0.1:8080/healthz")[0] == 200, 30, box)
+
+
+# An admin API call over the admin socket, as root (the socket's peer uid makes it an admin):
+# prints the status, then the body.
+_ADMIN = """
+import http.client, socket, sys
+
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(60)
+        self.sock.connect("/var/lib/aigw/admin.sock")
+
+conn = Conn("localhost", timeout=60)
+body = sys.argv[3] if len(sys.argv) > 3 else None
+headers = {"Content-Type": "application/json"} if body else {}
+conn.request(sys.argv[1], "/admin/v1" + sys.argv[2], body=body, headers=headers)
+resp = conn.getresponse()
+print(resp.status)
+print(resp.read().decode())
+"""
+BACKUP_PASSPHRASE = "boot test backup passphrase"
+
+
+def admin(box: Container, method: str, path: str, body: object = None) -> tuple[int, object]:
+    """(status, JSON body) of an admin API call over the admin socket inside the box."""
+    argv = [PY, "-c", _ADMIN, method, path]
+    if body is not None:
+        argv.append(json.dumps(body))
+    out = box.run(*argv, timeout=90).stdout
+    status, _, text = out.partition("\n")
+    return int(status), json.loads(text) if text.strip() else None
+
+
+def restarted_after(box: Container, before: dict[str, str], timeout: float = 90) -> None:
+    """Wait until the gateway exited, was started again by systemd and is up."""
+
+    def again() -> bool:
+        now = box.show("aigw-gateway.service", "MainPID", "NRestarts")
+        return (
+            int(now["NRestarts"]) > int(before["NRestarts"])
+            and now["MainPID"] not in ("0", before["MainPID"])
+            and gateway_up(box)
+        )
+
+    wait_for("the gateway back after its exit", again, timeout, box, "aigw-gateway.service")
+    wait_for(
+        "HTTP again",
+        lambda: fetch(box, "http://127.0.0.1:8080/healthz")[0] == 200,
+        30,
+        box,
+        "aigw-gateway.service",
+    )
+
+
+def assert_state_owned_by_aigw(box: Container) -> None:
+    """What root did after the gateway stopped was handed to the gateway's user."""
+    foreign = box.run("find", STATE, "(", "!", "-user", "aigw", "-o", "!", "-group", "aigw", ")")
+    assert foreign.stdout.strip() == "", foreign.stdout
+
+
+def assert_stop_post_succeeded(box: Container) -> None:
+    """The gateway's ExecStopPost (`aigw firstboot` as root) ran and exited 0, and nothing
+    failed."""
+    stop_post = box.show("aigw-gateway.service", "ExecStopPost")["ExecStopPost"]
+    assert "firstboot" in stop_post and "status=0" in stop_post, stop_post
+    assert box.run("systemctl", "--failed", "--plain", "--no-legend").stdout.strip() == ""
+
+
+def test_factory_reset_through_the_admin_socket(box: Container, rootfs: Path) -> None:
+    wait_for("gateway active", lambda: gateway_up(box), 60, box, "aigw-gateway.service")
+    old = json.loads(read_state(rootfs, "identity.json"))
+    old_marker = read_state(rootfs, "provisioned")
+    old_fp = fetch(box, "https://127.0.0.1:8443/healthz")[1]
+    # Where first boot puts the TPM credential's drop-in (the container has no TPM: a stand-in
+    # with an environment variable). The reset removes it and runs `systemctl daemon-reload`
+    # from the ExecStopPost, which must not upset the restart in progress.
+    dropin = rootfs / "etc/systemd/system/aigw-gateway.service.d/50-vault-kek.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text(
+        "[Service]\nEnvironment=AIGW_BOOT_TEST_DROPIN=1\n"
+        "LoadCredential=aigw-boot-test:/etc/machine-id\n"
+    )
+    box.run("systemctl", "daemon-reload")
+    box.run("systemctl", "restart", "aigw-gateway.service", timeout=60)
+    wait_for("gateway active", lambda: gateway_up(box), 60, box, "aigw-gateway.service")
+    assert "AIGW_BOOT_TEST_DROPIN" in box.show("aigw-gateway.service", "Environment")["Environment"]
+    creds = "/run/credentials/aigw-gateway.service"
+    assert box.run("test", "-f", f"{creds}/aigw-boot-test", check=False).returncode == 0
+    before = box.show("aigw-gateway.service", "MainPID", "NRestarts")
+
+    status, body = admin(box, "POST", "/system/factory-reset", {"confirm": old["appliance_id"]})
+    assert status == 200 and isinstance(body, dict), body
+    assert body["restart"] is True and body["appliance_id"] == old["appliance_id"]
+    restarted_after(box, before)
+
+    log = journal(box, "aigw-gateway.service", tail=10**7)
+    assert "status=75" in log, log[-6000:]
+    assert f"factory reset of {old['appliance_id']} done" in log, log[-6000:]
+    new = json.loads(read_state(rootfs, "identity.json"))
+    assert new["appliance_id"] != old["appliance_id"]
+    marker = json.loads(read_state(rootfs, "provisioned"))
+    assert read_state(rootfs, "provisioned") != old_marker
+    assert marker["appliance_id"] == new["appliance_id"]
+    # Set by root in the ExecStopPost, before the gateway (ProtectHostname=) started again.
+    assert box.run("hostname").stdout.strip() == new["hostname"] != old["hostname"]
+    assert (rootfs / "etc/hostname").read_text().strip() == new["hostname"]
+    assert marker["steps"]["hostname"] == "set", marker
+    assert_state_owned_by_aigw(box)
+    assert_stop_post_succeeded(box)
+    # The drop-in is gone, and systemd started the gateway again with the reloaded unit.
+    assert not dropin.exists()
+    props = box.show("aigw-gateway.service", "Environment", "DropInPaths", "NeedDaemonReload")
+    assert "AIGW_BOOT_TEST_DROPIN" not in props["Environment"], props
+    assert "50-vault-kek.conf" not in props["DropInPaths"], props
+    assert props["NeedDaemonReload"] == "no", props
+    # The restarted gateway got the credentials of the reloaded unit, not the old ones.
+    assert box.run("test", "-e", f"{creds}/aigw-boot-test", check=False).returncode != 0
+
+    assert box.show("aigw-gateway.service", "User")["User"] == "aigw"
+    status, peer_fp = fetch(box, "https://127.0.0.1:8443/healthz")
+    cert_fp = box.run(PY, "-c", _CERT_FP, f"{STATE}/tls/cert.pem").stdout.strip()
+    assert status == 200 and peer_fp == cert_fp != old_fp
+    # The new box's API answers (its first admin token made anew, the old ones gone).
+    status, system = admin(box, "GET", "/system")
+    assert status == 200 and new["appliance_id"] in json.dumps(system), system
+
+
+def _token_names(box: Container) -> set[str]:
+    status, body = admin(box, "GET", "/admin-tokens")
+    assert status == 200 and isinstance(body, dict), body
+    return {t["name"] for t in body["data"]}
+
+
+def test_restore_through_the_admin_socket(box: Container, rootfs: Path) -> None:
+    wait_for("gateway active", lambda: gateway_up(box), 60, box, "aigw-gateway.service")
+    ident = read_state(rootfs, "identity.json")
+    status, _ = admin(box, "POST", "/admin-tokens", {"name": "kept-by-backup", "role": "admin"})
+    assert status == 201
+    status, made = admin(box, "POST", "/system/backups", {"passphrase": BACKUP_PASSPHRASE})
+    assert status == 201 and isinstance(made, dict), made
+    status, _ = admin(box, "POST", "/admin-tokens", {"name": "made-after", "role": "auditor"})
+    assert status == 201
+    assert {"kept-by-backup", "made-after"} <= _token_names(box)
+    before = box.show("aigw-gateway.service", "MainPID", "NRestarts")
+
+    status, body = admin(
+        box, "POST", "/system/restore", {"name": made["name"], "passphrase": BACKUP_PASSPHRASE}
+    )
+    assert status == 200 and isinstance(body, dict), body
+    assert body["restart"] is True and body["identity"] == "restored", body
+    restarted_after(box, before)
+
+    assert "restore: installed" in journal(box, "aigw-gateway.service", tail=10**7)
+    names = _token_names(box)
+    assert "kept-by-backup" in names and "made-after" not in names, names
+    assert read_state(rootfs, "identity.json") == ident
+    assert_state_owned_by_aigw(box)
+    assert_stop_post_succeeded(box)
+    assert fetch(box, "https://127.0.0.1:8443/healthz")[0] == 200
+
+
+def test_firstboot_after_a_plain_stop_is_a_quick_no_op(box: Container, rootfs: Path) -> None:
+    # What ExecStopPost runs after every stop, shutdown and watchdog restart: nothing pending,
+    # provisioned, so nothing changes, and in little time.
+    marker = read_state(rootfs, "provisioned")
+    started = time.monotonic()
+    out = box.run("env", "AIGW_CONFIG=/etc/aigw/aigw.toml", AIGW, "firstboot")
+    took = time.monotonic() - started
+    print(f"\n`aigw firstboot` with nothing to do: {took:.2f} s")
+    assert "was provisioned at" in out.stdout and took < 10, (took, out.stdout)
+    assert read_state(rootfs, "provisioned") == marker
+    before = box.show("aigw-gateway.service", "MainPID", "NRestarts")
+    box.run("systemctl", "stop", "aigw-gateway.service", timeout=60)
+    assert box.show("aigw-gateway.service", "ActiveState")["ActiveState"] == "inactive"
+    assert_stop_post_succeeded(box)
+    box.run("systemctl", "start", "aigw-gateway.service", timeout=60)
+    wait_for("gateway active", lambda: gateway_up(box), 60, box, "aigw-gateway.service")
+    assert box.show("aigw-gateway.service", "MainPID")["MainPID"] != before["MainPID"]
+    assert read_state(rootfs, "provisioned") == marker
+    assert_state_owned_by_aigw(box)
 
 
 def test_second_boot_does_not_provision_again(box: Container, rootfs: Path) -> None:

@@ -224,7 +224,6 @@ def test_firstboot_finishes_a_pending_reset_and_hands_the_state_over(tmp_path: P
     creds.mkdir()
     (creds / cfg.vault.credential).write_bytes(os.urandom(32))
     request_reset(cfg, ident.appliance_id, "test")
-    started = time.monotonic()
     reset = _firstboot(config, CREDENTIALS_DIRECTORY=str(creds))
     assert reset.returncode == 0, reset.stderr
     assert f"factory reset of {ident.appliance_id} done" in reset.stdout

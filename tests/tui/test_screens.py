@@ -23,6 +23,14 @@ async def settle(pilot: Pilot[Any]) -> None:
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+    # A DataTable sizes its columns on an Idle event after rows arrive; on a busy machine the
+    # frame can be taken before that (columns cut at their headers' widths): wait for it.
+    for _ in range(100):
+        tables = pilot.app.screen.query(DataTable)
+        if not any(t._require_update_dimensions for t in tables):
+            break
+        await pilot.pause(0.02)
+    await pilot.pause()
 
 
 def text(app: ConsoleApp, selector: str) -> str:
