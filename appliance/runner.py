@@ -29,7 +29,7 @@ from gateway.app import create_app
 from gateway.state import Gateway
 from inference.gpu_metrics import register_gpu_metrics
 from inference.gpus import GpuReport, probe, resolve_series
-from provisioning.firstboot import provision
+from provisioning.firstboot import FIRST_TOKEN, provision
 from provisioning.media import MediaWatcher, cli_handler
 from provisioning.pending import finish_pending
 from provisioning.tls import LiveTls, TlsError, ensure_box_cert
@@ -83,10 +83,16 @@ def _next_steps(
         f"admin API: {url}/admin/v1 (token) and {cfg.state_dir / SOCKET_NAME} (local, no token)",
         "",
     ]
-    if admin_token is not None:
+    if admin_token is not None and sys.stdout.isatty():
         lines += [
             "First start: an admin token was created. It is shown only this once; keep it:",
             f"  {admin_token}",
+            "",
+        ]
+    elif admin_token is not None:  # stdout is a log (the journal): no secret there
+        lines += [
+            f"First start: an admin token was created; it is in {cfg.state_dir / FIRST_TOKEN}"
+            " until the console shows it (`aigw console`).",
             "",
         ]
     if not gw.snapshot.models or not len(gw.keys):

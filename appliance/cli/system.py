@@ -12,7 +12,7 @@ from appliance.cli._common import Ctx, SubParsers, add_json, emit_object
 from appliance.config import Config
 from appliance.errors import ApplianceError
 from appliance.identity import load_identity, read_marker
-from provisioning.firstboot import hand_to_owner, provision
+from provisioning.firstboot import FIRST_TOKEN, hand_to_owner, provision
 from provisioning.offline import gateway_running
 from provisioning.pending import finish_pending, reset_pending
 from provisioning.tls import TlsError, cert_info, check_install, write_pair
@@ -79,8 +79,18 @@ def firstboot(ctx: Ctx) -> None:
     if result.fingerprint:
         print(f"TLS certificate SHA-256: {result.fingerprint}")
     if result.admin_token:
+        _show_first_token(ctx, result.admin_token)
+
+
+def _show_first_token(ctx: Ctx, token: str) -> None:
+    """On a terminal (an admin ran it by hand) the token is shown; under systemd stdout is the
+    journal, which must hold no secret: the console shows it once from the root-only file."""
+    if sys.stdout.isatty():
         print("The first admin token (shown once; the console can also show it once):")
-        print(f"  {result.admin_token}")
+        print(f"  {token}")
+        return
+    path = ctx.cfg.state_dir / FIRST_TOKEN
+    print(f"The first admin token is in {path} until the console shows it (`aigw console`).")
 
 
 def identity(ctx: Ctx) -> None:

@@ -140,14 +140,36 @@ print(r.steps["hostname"], socket.gethostname(), r.identity.hostname)
     assert etc_hostname.read_text() == f"{wanted}\n"
 
 
+def on_a_terminal(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `argv` with its stdout on a pseudo-terminal (as an admin at a shell): status, output."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(argv, stdout=follower, stderr=subprocess.PIPE, env=env, timeout=60)
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
+    return proc.returncode, out.decode()
+
+
 def test_cli_prints_the_token_only_when_made(tmp_path: Path) -> None:
     conf = tmp_path / "aigw.toml"
     conf.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
     env = {**os.environ, "AIGW_CONFIG": str(conf)}
-    first = subprocess.run([AIGW, "firstboot"], capture_output=True, text=True, env=env, timeout=60)
-    assert first.returncode == 0, first.stderr
+    code, shown_once = on_a_terminal([AIGW, "firstboot"], env)
+    assert code == 0, shown_once
     token = (tmp_path / "state" / "first-admin-token").read_text().strip()
-    assert token in first.stdout
+    assert token in shown_once
     second = subprocess.run(
         [AIGW, "firstboot"], capture_output=True, text=True, env=env, timeout=60
     )
@@ -158,3 +180,16 @@ def test_cli_prints_the_token_only_when_made(tmp_path: Path) -> None:
     )
     ident = json.loads(shown.stdout)
     assert ident["hostname"] == f"aigw-{ident['appliance_id'][:4]}" and ident["provisioned_at"]
+
+
+def test_under_systemd_the_token_stays_out_of_the_journal(tmp_path: Path) -> None:
+    """The firstboot unit's stdout is the journal (a pipe, not a terminal): no secret there."""
+    conf = tmp_path / "aigw.toml"
+    conf.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n')
+    env = {**os.environ, "AIGW_CONFIG": str(conf)}
+    run = subprocess.run([AIGW, "firstboot"], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    token_file = tmp_path / "state" / "first-admin-token"
+    token = token_file.read_text().strip()
+    assert token not in run.stdout + run.stderr
+    assert str(token_file) in run.stdout and "aigw console" in run.stdout
