@@ -160,7 +160,11 @@ def write_back(root: Path, name: str, text: str) -> str:
         return f"the medium is read-only ({why}): the result was not written to it"
     try:
         path = root / name
-        with open(path, "w", encoding="utf-8") as fh:
+        # It may hold the secrets of keys the seed issued: owner-only where the filesystem
+        # keeps modes (FAT does not; its mount options decide).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -282,7 +286,9 @@ def apply_seed(cfg: Config, path: Path, call: Call, result: MediaResult) -> seed
     try:
         checked = seeds.check(path, call, cfg)
     except ApplianceError as exc:
-        result.error = f"{exc} (nothing was changed)"
+        # Named as the person holding the stick sees it, not by the box's temporary mount.
+        message = str(exc).replace(str(path.absolute()), path.name)
+        result.error = f"{message} (nothing was changed)"
         return None
     result.seed_sha256 = checked.sha256
     outcome = seeds.apply(checked, call, cfg)

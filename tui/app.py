@@ -66,7 +66,8 @@ class ConsoleApp(App[None]):
             for i, (pid, label, _) in enumerate(PANES)
         ),
         Binding("ctrl+r", "reload", "Refresh", show=False),
-        Binding("q", "quit", "Quit"),
+        # The screen switcher row names q; the footer keeps its width for the screen's keys.
+        Binding("q", "quit", "Quit", show=False),
     ]
 
     def __init__(self, api: ConsoleClient, refresh_seconds: float = 2.0) -> None:
@@ -89,7 +90,8 @@ class ConsoleApp(App[None]):
             for pid, _, cls in PANES:
                 yield cls(id=f"p-{pid}")
         yield Static("connecting…", id="status", markup=False)
-        yield Footer()
+        # ctrl+p still opens the palette; at 80 columns the footer is for the screen's keys.
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self._beat()

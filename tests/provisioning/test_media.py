@@ -5,6 +5,7 @@ the pyudev monitor). Root and the tools are needed; each test says so when it sk
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -76,6 +77,15 @@ def read_file(img: Path, name: str) -> str | None:
     return done.stdout if done.returncode == 0 and done.stdout else None
 
 
+def mode_of(img: Path, name: str) -> int | None:
+    """A file's permission bits on an unmounted ext4 image (debugfs `stat`)."""
+    done = subprocess.run(
+        ["debugfs", "-R", f"stat /{name}", str(img)], capture_output=True, text=True, timeout=30
+    )
+    found = re.search(r"Mode:\s+0?(\d+)", done.stdout)
+    return int(found.group(1), 8) & 0o777 if found else None
+
+
 def mounted_anywhere(dev: str) -> bool:
     return any(
         line.split()[0] == dev for line in Path("/proc/self/mounts").read_text().splitlines()
@@ -100,6 +110,7 @@ def test_a_seed_stick_is_applied_and_answered(cli: Cli, tmp_path: Path) -> None:
         assert "applied from this medium already; nothing was done" in again
     result = read_file(img, "aigw-seed.result.txt")
     assert result is not None and "+ department eng" in result and result.endswith("done\n")
+    assert mode_of(img, "aigw-seed.result.txt") == 0o600  # it may hold issued keys' secrets
     assert "still holds 1 provider API key(s)" in result and SECRET not in result
     assert '"ok": true' in (cli.state / "media" / "last-result.json").read_text()
 

@@ -39,6 +39,38 @@ def request_counts(metrics: str) -> tuple[float, float]:
     return total, failed
 
 
+# Clock reasons that are not trouble: nothing to do, or clocks an admin set on purpose.
+QUIET_THROTTLE = frozenset({"idle", "applications_clocks", "sync_boost", "display_clocks"})
+GIB = 1024**3
+
+
+def gpu_lines(g: dict[str, Any]) -> list[str]:
+    """One GPU: gauges of utilization and memory, the temperature, and a warning line when its
+    clocks are held back (heat, power) or its memory has uncorrected ECC errors."""
+    util = g.get("utilization_pct")
+    total = int(g.get("memory_total_bytes") or 0)
+    used = int(g.get("memory_used_bytes") or 0)
+    temp = g.get("temperature_c")
+    name = str(g.get("name") or "")
+    line = (
+        f"  GPU{g.get('index', '?')} util {bar(float(util or 0) / 100, 10)} "
+        + (f"{util:>3}%" if util is not None else "  ?%")
+        + f"  mem {bar(used / total if total else 0.0, 10)} "
+        + f"{used / GIB:.0f}/{total / GIB:.0f} GiB  "
+        + (f"{temp}°C" if temp is not None else "?°C")
+        + f"  {escape(name[:16])}"
+    )
+    warnings = []
+    held = [r for r in g.get("throttle_reasons") or [] if r not in QUIET_THROTTLE]
+    if held:
+        warnings.append("throttled: " + ", ".join(r.replace("_", " ") for r in held))
+    if g.get("ecc_uncorrected"):
+        warnings.append(f"ECC: {g['ecc_uncorrected']} uncorrected memory errors")
+    if not warnings:
+        return [line]
+    return [line, f"    [b yellow]⚠ GPU{g.get('index', '?')} {' · '.join(warnings)}[/]"]
+
+
 class AlertsScreen(ModalScreen[None]):
     """The open alerts; Enter (or a) acknowledges the one under the cursor."""
 
@@ -193,14 +225,11 @@ class DashboardPane(Pane):
         lines = []
         if not gpus.get("gpus"):
             lines.append(f"[b]GPUs[/b] none ({escape(str(gpus.get('reason') or 'G series'))})")
+        else:
+            driver = f" · driver {gpus['driver_version']}" if gpus.get("driver_version") else ""
+            lines.append(f"[b]GPUs[/b] {len(gpus['gpus'])}{escape(driver)}")
         for g in gpus.get("gpus", []):
-            util = float(g.get("utilization_pct") or 0) / 100
-            mem_total = g.get("memory_total_bytes") or 0
-            mem = (g.get("memory_used_bytes") or 0) / mem_total if mem_total else 0.0
-            lines.append(
-                f"  GPU{g.get('index', '?')} util {bar(util, 8)} mem {bar(mem, 8)} "
-                f"{g.get('temperature_c', '?')}°C"
-            )
+            lines.extend(gpu_lines(g))
         states = ", ".join(f"{e.get('name')}: {e.get('state')}" for e in engines) or "none"
         lines.append(f"[b]Engines[/b] {escape(states)}")
         return lines

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Label, Static
 from tui.client import AdminAPIError, ConsoleClient, segment
 from tui.dialogs import ConfirmScreen, Field, FormScreen
 from tui.pane import Pane, fill, selected
+from tui.screens.routes import RouteScreen, deployment_label
 
 # What `x` deletes, by the table that has the focus: (what, the admin API's collection).
 _DELETABLE = {
@@ -128,25 +129,28 @@ class ProvidersPane(Pane):
     """Where requests go."""
 
     title = "Providers and models"
+    # 80 columns hold these; enable and disable are named in the local models' caption.
     BINDINGS = [
-        Binding("a", "add_provider", "Add provider"),
-        Binding("k", "set_key", "Set key"),
-        Binding("m", "add_model", "Add model"),
+        Binding("a", "add_provider", "Provider"),
+        Binding("k", "set_key", "Key"),
+        Binding("m", "add_model", "Model"),
+        Binding("r", "new_route", "Route"),
         Binding("i", "import", "Import"),
-        Binding("e", "enable", "Enable local"),
-        Binding("d", "disable", "Disable local"),
-        Binding("l", "engine", "Engine log"),
+        Binding("e", "enable", "Enable local", show=False),
+        Binding("d", "disable", "Disable local", show=False),
+        Binding("l", "engine", "Log"),
         Binding("x", "delete", "Delete"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Label("Providers (a add, k key, x delete)", classes="caption")
         yield DataTable(id="providers", cursor_type="row")
-        yield Label("Models (m) and routes", classes="caption")
+        yield Label("Models (m add) · routes (r new, Enter edit, x delete)", classes="caption")
         yield DataTable(id="models", cursor_type="row")
         yield DataTable(id="routes", cursor_type="row")
         yield Label(
-            "Local models (i import, e/d enable/disable, Enter: engine log)", classes="caption"
+            "Local models (i import, e/d enable/disable, Enter or l: engine log)",
+            classes="caption",
         )
         yield DataTable(id="local", cursor_type="row")
         yield Label("", id="media", classes="caption", markup=False)
@@ -179,16 +183,17 @@ class ProvidersPane(Pane):
         routes = [
             {
                 **r,
-                "deployments": ",".join(
-                    str(d.get("model") or d) for d in r.get("deployments") or []
+                "deployments": ", ".join(
+                    deployment_label(d, str(r.get("strategy"))) for d in r.get("deployments") or []
                 ),
+                "fallback": r.get("fallback_alias"),
             }
             for r in data["routes"]
         ]
         fill(
             self.query_one("#routes", DataTable),
             routes,
-            ["alias", "strategy", "deployments"],
+            ["alias", "strategy", "fallback", "deployments"],
             "alias",
         )
         engines = {e.get("name"): e for e in data["engines"]}
@@ -299,8 +304,23 @@ class ProvidersPane(Pane):
         self.app.push_screen(EngineScreen(name, self.api, self.console.refresh_seconds))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter: a local model's engine log, or the route editor."""
         if event.data_table.id == "local":
             self.action_engine()
+        elif event.data_table.id == "routes" and event.row_key.value is not None:
+            self._route(str(event.row_key.value))
+
+    def action_new_route(self) -> None:
+        """r: a new route (Enter on a route edits it)."""
+        self._route(None)
+
+    def _route(self, alias: str | None) -> None:
+        def saved(name: str | None) -> None:
+            if name:
+                self.console.say(f"route {name} saved")
+                self.reload()
+
+        self.app.push_screen(RouteScreen(self.api, alias), saved)
 
     def action_import(self) -> None:
         """i: a model bundle (or folder) on the box, e.g. on a mounted stick."""
