@@ -25,6 +25,10 @@ SERIES = ("auto", "G", "S")  # auto: S when NVML finds a GPU, else G
 VAULT_KEKS = ("keyfile", "passphrase", "credential", "auto")
 # A systemd credential name becomes a file name under $CREDENTIALS_DIRECTORY.
 CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,254}")
+# What systemd 252 takes for --tpm2-device=: a path (its "device" TCTI), or DRIVER:PARAMS, which
+# loads libtss2-tcti-DRIVER.so.0 (a path has no colon: systemd splits at the first one).
+TPM2_DEVICE = re.compile(r"/[^:\s]+|[A-Za-z0-9_-]+:\S*")
+BARE_TPM = re.compile(r"(device:)?/dev/tpm[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,11 @@ class VaultConfig:
     path: str = ""
     key_file: str = ""
     credential: str = "aigw-vault-kek"
+    # The TPM that seals the credential, as `systemd-creds --tpm2-device=` takes it: empty for
+    # systemd's automatic choice (asked with `systemd-creds has-tpm2`), a device path
+    # (/dev/tpmrm0), or a TCTI `driver:params` (swtpm:host=127.0.0.1,port=2321). Set, it also
+    # tells first boot that the TPM is there: has-tpm2 cannot see one reached through a TCTI.
+    tpm2_device: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +371,19 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"[vault] credential must be a systemd credential name (letters, digits, _ . @ -), "
             f"got {v.credential!r}"
+        )
+    if v.tpm2_device and not TPM2_DEVICE.fullmatch(v.tpm2_device):
+        raise ConfigError(
+            "[vault] tpm2_device must be empty, a device path (/dev/tpmrm0) or a TCTI "
+            f"driver:params (swtpm:host=127.0.0.1,port=2321), got {v.tpm2_device!r}"
+        )
+    if BARE_TPM.fullmatch(v.tpm2_device):
+        # systemd 252 leaves a session in the TPM at each systemd-creds call; only the kernel's
+        # resource manager flushes it, and a bare TPM has three slots.
+        raise ConfigError(
+            f"[vault] tpm2_device {v.tpm2_device!r} is a TPM without the kernel's resource "
+            "manager, which runs out of sessions after a few unseals: use /dev/tpmrm0 "
+            "(the /dev/tpmrmN of that TPM)"
         )
     if cfg.vault_path == cfg.vault_key_file:
         raise ConfigError("[vault] path and key_file must be different files")

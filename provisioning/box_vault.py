@@ -29,6 +29,11 @@ def credential_store(cfg: Config) -> Path:
     return cfg.state_dir / CREDSTORE / f"{cfg.vault.credential}.cred"
 
 
+def tpm2_args(cfg: Config) -> list[str]:
+    """`--tpm2-device=` for every systemd-creds call, when `[vault] tpm2_device` names the TPM."""
+    return [f"--tpm2-device={cfg.vault.tpm2_device}"] if cfg.vault.tpm2_device else []
+
+
 def recorded_kind(vault_path: Path) -> str | None:
     """The KEK kind a vault file records (read unverified), or None without a readable file."""
     try:
@@ -59,7 +64,7 @@ def _unseal_credential(cfg: Config) -> bytes:
             f"$CREDENTIALS_DIRECTORY nor {cred} with systemd-creds is available here; run this "
             "command as root on the box"
         )
-    argv = [tool, "decrypt", f"--name={cfg.vault.credential}", str(cred), "-"]
+    argv = [tool, "decrypt", f"--name={cfg.vault.credential}", *tpm2_args(cfg), str(cred), "-"]
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -41,6 +41,8 @@ from appliance.identity import (
 from appliance.store import open_store
 from appliance.vault import CredentialKek, Vault, VaultError, open_vault
 from gateway.tenancy.tokens import create_admin_token
+from provisioning.box_vault import tpm2_args
+from provisioning.offline import systemd_booted
 from provisioning.tls import ensure_box_cert
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,12 @@ def _run(argv: list[str], data: bytes | None = None) -> bytes:
 
 
 def has_tpm2(sys_paths: SystemPaths | None = None) -> bool:
-    """Whether `systemd-creds has-tpm2` says the firmware, driver and systemd all support TPM2."""
+    """Whether `systemd-creds has-tpm2` says the firmware, driver and systemd all support TPM2.
+
+    It looks at the kernel's devices and the firmware's event log only: a TPM reached through a
+    TCTI (`[vault] tpm2_device`) is invisible to it, which is why first boot does not ask it
+    when that key is set.
+    """
     tool = (sys_paths or SystemPaths()).systemd_creds
     if shutil.which(tool) is None:
         return False
@@ -181,12 +188,18 @@ def _credential_path(cfg: Config) -> Path:
 def _sealed_material(cfg: Config, sys_paths: SystemPaths) -> bytes:
     """The KEK sealed to the TPM: unsealed from the credential store, or made and sealed now."""
     cred = _credential_path(cfg)
-    name = f"--name={cfg.vault.credential}"
-    if cred.is_file():
-        return _run([sys_paths.systemd_creds, "decrypt", name, str(cred), "-"])
-    material = secrets.token_bytes(32)
+    opts = [f"--name={cfg.vault.credential}", *tpm2_args(cfg)]
+    tpm = cfg.vault.tpm2_device
+    which = f"[vault] tpm2_device = {tpm!r}" if tpm else "the TPM that systemd-creds finds"
+    try:
+        if cred.is_file():
+            return _run([sys_paths.systemd_creds, "decrypt", *opts, str(cred), "-"])
+        material = secrets.token_bytes(32)
+        argv = [sys_paths.systemd_creds, "encrypt", "--with-key=tpm2", *opts, "-", "-"]
+        sealed = _run(argv, material)
+    except FirstBootError as exc:
+        raise FirstBootError(f"{exc} (the TPM: {which})") from None
     cred.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    sealed = _run([sys_paths.systemd_creds, "encrypt", "--with-key=tpm2", name, "-", "-"], material)
     write_atomic(cred, sealed, 0o600)
     return material
 
@@ -205,7 +218,8 @@ def _write_dropin(cfg: Config, sys_paths: SystemPaths) -> None:
         write_atomic(path, text.encode(), 0o644)
     except OSError as exc:
         raise FirstBootError(f"cannot write {path}: {exc.strerror}") from None
-    _run([sys_paths.systemctl, "daemon-reload"])
+    if systemd_booted():  # no systemd to reload on a development machine (`aigw up`)
+        _run([sys_paths.systemctl, "daemon-reload"])
 
 
 def _open_with(cfg: Config, material: bytes) -> Vault:
@@ -228,11 +242,20 @@ def _vault(cfg: Config, sys_paths: SystemPaths) -> tuple[str, str]:
         if not existed:
             return "passphrase", "waiting: set the passphrase with `aigw vault init`"
         return "passphrase", "kept"
+    sealed = _credential_path(cfg).is_file()
+    # A TPM named in [vault] tpm2_device is taken as present, not probed: has-tpm2 cannot see
+    # one behind a TCTI, and if it does not answer, sealing fails and first boot runs again,
+    # rather than quietly falling back to a key file that the admin did not ask for.
     use_tpm = kek in ("auto", "credential") and (
-        _credential_path(cfg).is_file() or (not existed and has_tpm2(sys_paths))
+        sealed or (not existed and (bool(cfg.vault.tpm2_device) or has_tpm2(sys_paths)))
     )
+    # The unit's copy of the credential counts only while the credential store still has the
+    # sealed original: after a factory reset, the gateway's ExecStopPost still sees the old
+    # $CREDENTIALS_DIRECTORY, and the new vault must get a newly sealed key, not the old one.
+    env = os.environ.get("CREDENTIALS_DIRECTORY")
+    from_unit = sealed and bool(env) and (Path(str(env)) / cfg.vault.credential).is_file()
     try:
-        if use_tpm and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        if use_tpm and not from_unit:
             _open_with(cfg, _sealed_material(cfg, sys_paths))
             _write_dropin(cfg, sys_paths)
             kind = "tpm2"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Host packages the boot test needs (debootstrap, systemd-nspawn, udev for loop devices, ...).
+# Host packages the boot test needs (debootstrap, systemd-nspawn, udev for loop devices, ...),
+# and the software TPM that tests/provisioning/test_tpm.py seals the vault's key with (swtpm and
+# the tss2 libraries systemd-creds loads for --tpm2-device=swtpm:...; names as in Debian 12).
 # Run as root before `make test`; installs only what is missing, quietly. Not root, or no apt:
 # nothing to do here (the tests that need these packages skip with the reason).
 set -euo pipefail
 
-PACKAGES=(debootstrap systemd-container udev e2fsprogs tmux)
+PACKAGES=(debootstrap systemd-container udev e2fsprogs tmux
+    swtpm swtpm-tools libtss2-tcti-swtpm0 libtss2-esys-3.0.2-0 libtss2-rc0 libtss2-mu0)
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "host-packages: not root or no apt-get; skipping" >&2
