@@ -197,6 +197,9 @@ class TlsConfig:
     # Empty: the certificate that first boot made, <state>/tls/cert.pem and key.pem.
     cert_file: str = ""
     key_file: str = ""
+    # How often a running box checks whether its own certificate needs renewing (30 days
+    # before expiry); a company certificate is only checked, never replaced.
+    renew_check_s: float = 21600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +443,8 @@ def _validate_shell(cfg: Config) -> None:
         ipaddress.ip_address(t.host)
     except ValueError:
         raise ConfigError(f"[tls] host must be an IP address, got {t.host!r}") from None
+    if t.renew_check_s <= 0:
+        raise ConfigError("[tls] renew_check_s must be > 0 seconds")
     if t.enabled and t.host == cfg.server.host and t.port == cfg.server.port:
         raise ConfigError("[tls] and [server] must not listen on the same address and port")
     if t.enabled and not _is_loopback(cfg.server.host):

@@ -161,6 +161,23 @@ async def _start_https(
     return live, reload
 
 
+async def _keep_cert_fresh(
+    cfg: Config, hostname: str, reload: Callable[[], Awaitable[str]]
+) -> None:
+    """A box runs for months: renew its own certificate before it expires, not only at start.
+    A new one is served on new connections at once, and the mDNS fingerprint follows."""
+    while True:
+        await asyncio.sleep(cfg.tls.renew_check_s)
+        try:
+            _, made = await asyncio.to_thread(
+                ensure_box_cert, cfg.tls_cert_file, cfg.tls_key_file, hostname
+            )
+            if made:
+                await reload()
+        except (OSError, ApplianceError) as exc:
+            log.error("tls: the certificate check failed, the box serves on: %s", exc)
+
+
 def _on_sighup(reload: Callable[[], Awaitable[str]]) -> None:
     async def run() -> None:
         try:
@@ -263,6 +280,7 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> str | None:
     url = _url("http", cfg.server.host, cfg.server.port)
     loop = asyncio.get_running_loop()
     https = ""
+    renewer: asyncio.Task[None] | None = None
     fingerprint = cert.fingerprint
     if cfg.tls.enabled:
         try:
@@ -276,6 +294,9 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> str | None:
             f"(certificate SHA-256 {fingerprint})"
         )
         loop.add_signal_handler(signal.SIGHUP, _on_sighup, reload)
+        renewer = loop.create_task(
+            _keep_cert_fresh(cfg, first.identity.hostname, reload), name="aigw-tls-renew"
+        )
     await engines.start()  # the engines of enabled models start; ready ones join routing
     # --- the appliance shell, once listening: mDNS, systemd readiness and watchdog ----------
     advertiser = await _advertise(cfg, gw, first.identity, fingerprint)
@@ -298,6 +319,8 @@ async def serve(cfg: Config, ready: asyncio.Event | None = None) -> str | None:
         log.info("stopping")
         notify("STOPPING=1")
         watchdog.stop()
+        if renewer is not None:
+            renewer.cancel()
         status.stop()
         if media is not None:
             media.stop()

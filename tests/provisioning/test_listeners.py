@@ -28,13 +28,13 @@ AIGW = str(Path(sys.executable).with_name("aigw"))
 
 
 class TlsBox:
-    def __init__(self, tmp: Path, server_host: str = "127.0.0.1") -> None:
+    def __init__(self, tmp: Path, server_host: str = "127.0.0.1", tls_extra: str = "") -> None:
         self.state = tmp / "state"
         self.port, self.tls_port = free_port(), free_port()
         self.config = tmp / "aigw.toml"
         self.config.write_text(
             f'[server]\nhost = "{server_host}"\nport = {self.port}\n'
-            f'[tls]\nenabled = true\nhost = "127.0.0.1"\nport = {self.tls_port}\n'
+            f'[tls]\nenabled = true\nhost = "127.0.0.1"\nport = {self.tls_port}\n{tls_extra}'
             f'[state]\ndir = "{self.state}"\n[log]\nlevel = "debug"\n'
         )
         self.env = {**os.environ, "AIGW_CONFIG": str(self.config)}
@@ -198,6 +198,35 @@ def test_expired_own_certificate_is_renewed_at_start(tmp_path: Path) -> None:
         assert served != cert_fingerprint(old_cert)
         assert served == cert_fingerprint(box.cert.read_bytes())
         assert not cert_info(box.cert.read_bytes()).expired
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert "renewed the box certificate" in box.stderr.read_text()
+
+
+def test_a_running_box_renews_its_certificate_before_it_expires(tmp_path: Path) -> None:
+    box = TlsBox(tmp_path, tls_extra="renew_check_s = 0.5\n")
+    proc, _ = box.start()
+    try:
+        # The box's own certificate now has 10 days left (renewal is due at 30): the running
+        # gateway replaces it without a restart and serves the new one.
+        near_cert, near_key = make_self_signed("aigw-near", [], days=10)
+        write_pair(box.cert, box.key, near_cert, near_key)
+        deadline = time.monotonic() + 20
+        while cert_fingerprint(box.cert.read_bytes()) == cert_fingerprint(near_cert):
+            assert time.monotonic() < deadline, "the certificate was not renewed"
+            time.sleep(0.1)
+        renewed = box.cert.read_bytes()
+        assert cert_info(renewed).days_left > 30
+        wait_for(box.served_fingerprint, cert_fingerprint(renewed))
+        # A company certificate is never replaced by the box, even near its expiry.
+        now = datetime.now(UTC)
+        company, company_key, _ = company_cert(
+            ["aigw-x.local"], now - timedelta(days=300), now + timedelta(days=10)
+        )
+        write_pair(box.cert, box.key, company, company_key)
+        time.sleep(1.5)  # three checks
+        assert box.cert.read_bytes() == company
     finally:
         proc.terminate()
         proc.wait(15)
