@@ -196,7 +196,7 @@ def socket_path(cfg: Config) -> Path:
     return cfg.state_dir / SOCKET_NAME
 
 
-def _box_listening(path: Path) -> bool:
+def box_listening(path: Path) -> bool:
     """True when something accepts connections on the socket; False when nobody is there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(2.0)
@@ -232,7 +232,7 @@ def open_client(
             )
         return AdminClient(url, url=url, token=token, timeout=timeout)
     path = socket_path(cfg)
-    if _box_listening(path):
+    if box_listening(path):
         return AdminClient(str(path), socket_path=str(path), token=token, timeout=timeout)
     server = InProcessAdmin(cfg)
     server.start()

@@ -151,14 +151,19 @@ def _host_port(box: FoundBox) -> tuple[str, int]:
     return parts.hostname, parts.port or box.port or 443
 
 
+def _box_context(box: FoundBox, timeout: float) -> ssl.SSLContext:
+    """The SSL context that trusts exactly `box`'s advertised certificate."""
+    host, port = _host_port(box)
+    return pinned_ssl_context(host, port, box.fingerprint, timeout)
+
+
 def openai_client(
     box: FoundBox, api_key: str, pin_timeout: float = 5.0, **kw: Any
 ) -> openai.OpenAI:
     """An `openai.OpenAI` client for `box`'s /v1 API with its certificate pinned."""
     import openai
 
-    host, port = _host_port(box)
-    ctx = pinned_ssl_context(host, port, box.fingerprint, pin_timeout)
+    ctx = _box_context(box, pin_timeout)
     # DefaultHttpxClient is the SDK's own httpx client class (same timeouts and limits).
     http_client = openai.DefaultHttpxClient(verify=ctx)
     return openai.OpenAI(base_url=f"{box.url}/v1", api_key=api_key, http_client=http_client, **kw)
@@ -170,8 +175,7 @@ def async_openai_client(
     """An `openai.AsyncOpenAI` client for `box` with its certificate pinned (pins blocking)."""
     import openai
 
-    host, port = _host_port(box)
-    ctx = pinned_ssl_context(host, port, box.fingerprint, pin_timeout)
+    ctx = _box_context(box, pin_timeout)
     http_client = openai.DefaultAsyncHttpxClient(verify=ctx)
     return openai.AsyncOpenAI(
         base_url=f"{box.url}/v1", api_key=api_key, http_client=http_client, **kw
@@ -184,7 +188,6 @@ def anthropic_client(
     """An `anthropic.Anthropic` client for `box`'s Messages API with its certificate pinned."""
     import anthropic
 
-    host, port = _host_port(box)
-    ctx = pinned_ssl_context(host, port, box.fingerprint, pin_timeout)
+    ctx = _box_context(box, pin_timeout)
     http_client = anthropic.DefaultHttpxClient(verify=ctx)
     return anthropic.Anthropic(base_url=box.url, api_key=api_key, http_client=http_client, **kw)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 
-from appliance.admin_client import socket_path
+from appliance.admin_client import box_listening, socket_path
 from appliance.config import Config
 from appliance.errors import ApplianceError
 
@@ -17,18 +16,10 @@ SYSTEMCTL_TIMEOUT = 120.0  # a stop waits for in-flight requests to drain
 
 def gateway_running(cfg: Config) -> bool:
     """True when something answers on `<state>/admin.sock` (a gateway serving this state)."""
-    path = socket_path(cfg)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(2.0)
     try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        return False
-    except OSError:
+        return box_listening(socket_path(cfg))
+    except ApplianceError:
         return True  # something is there that we may not talk to: assume it is the gateway
-    finally:
-        sock.close()
-    return True
 
 
 def refuse_while_running(cfg: Config) -> None:
