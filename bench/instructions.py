@@ -159,6 +159,11 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     load_arguments(p, TARGETS, requests=400, max_seconds=300.0)
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the callgrind files (callgrind_annotate them) and print where they are",
+    )
     a = p.parse_args(argv)
     targets = [x for x in a.only.split(",") if x]
     modes = [x for x in a.modes.split(",") if x]
@@ -239,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     if failures or any(r["errors"] for r in rows):
         log(f"failures or request errors; logs kept in {tmp}")
         return 1
-    shutil.rmtree(tmp, ignore_errors=True)
+    if a.keep:
+        log(f"callgrind files kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -1,11 +1,13 @@
 """The ledger's hash chain: each ledger row's `hash` covers the previous row's hash and its fields.
 
 `LedgerChain` is the group-commit writer's `before_insert` hook for the ledger statement. In the
-batch's transaction, before the INSERT, it turns each row's parameters into the values SQLite
+batch's transaction, before the INSERT, it works out from each row's parameters the values SQLite
 stores (the epoch timestamp as its text, the '' / -1 placeholders of `NULLIF` as NULL, REAL
 columns as floats) and appends `hash = SHA-256(prev_hash || canonical(values))`. The rows go in
-through a plain statement (`LedgerChain.sql`: one `?` per column, then `hash`), so what was
-hashed is exactly what is stored, in the same INSERT. The head (the last hash) is read once,
+through `LedgerChain.sql`: the timestamp bound as that text, the `NULLIF` columns still bound as
+their placeholders (CPython's sqlite3 binds a None through a failed adapter lookup, two
+exceptions made and dropped per value), then `hash`; so what was hashed is exactly what is
+stored, in the same INSERT. The head (the last hash) is read once,
 from the last row, in the first batch's transaction; it moves only when a batch commits.
 
 The canonical encoding, which `gateway.audit.verify` recomputes from stored rows: the values of
@@ -150,9 +152,10 @@ class LedgerChain:
                 self._nullif.append((i, _literal(nullif.group(1))))
             elif expr != "?":
                 raise ValueError(f"the ledger chain cannot predict what {expr!r} stores")
+        stored = ["?" if i == self._epoch else e for i, e in enumerate(exprs)]
         self.sql = (
             f"INSERT INTO usage ({', '.join((*columns, 'hash'))}) "
-            f"VALUES ({', '.join('?' * (len(columns) + 1))})"
+            f"VALUES ({', '.join((*stored, '?'))})"
         )
         self._head: str | None = None  # read in the first batch
         self._reals: list[int] = []
@@ -188,7 +191,7 @@ class LedgerChain:
         self._head = last[0] if last and last[0] else GENESIS
 
     def link(self, rows: list[Params], head: str) -> tuple[list[Params], str]:
-        """The rows as stored, each with its hash appended, and the new head."""
+        """The rows as bound to `sql`, each with its hash appended, and the new head."""
         out = []
         epoch, nullif, reals, order = self._epoch, self._nullif, self._reals, self._order
         defaults, sha256 = self._defaults, hashlib.sha256
@@ -202,6 +205,7 @@ class LedgerChain:
                     second = ms // 1000
                     prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
                 vals[epoch] = prefix + _MS_TEXT[ms - second * 1000]
+            bound = vals.copy()  # the placeholders stay: the statement's NULLIF stores NULL
             for i, placeholder in nullif:
                 if vals[i] == placeholder:
                     vals[i] = None
@@ -210,8 +214,8 @@ class LedgerChain:
                     vals[i] = float(vals[i])
             data = canonical(vals if order is None else order(vals), defaults)
             head = sha256(head.encode() + data).hexdigest()
-            vals.append(head)
-            out.append(tuple(vals))
+            bound.append(head)
+            out.append(tuple(bound))
         self._second, self._prefix = second, prefix
         return out, head
 
