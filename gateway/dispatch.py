@@ -57,6 +57,7 @@ SSE_HEADERS = {
 }
 # Route reasons are for people and may hold arrows; header values stay ASCII.
 _ASCII = str.maketrans({"→": "->", "≤": "<=", "≥": ">=", "…": "..."})
+_ascii_reasons: dict[str, str] = {}  # most requests of a route share a handful of reasons
 
 # A stream plan: how to turn (raw event, decoded event) into client bytes, and how to end.
 Encode = Callable[[bytes, Any], bytes]
@@ -72,12 +73,17 @@ def response_headers(call: Call) -> dict[str, str]:
         "x-aigw-cache": call.cache,
     }
     if call.admission is not None:
-        headers.update(call.admission.headers())
+        call.admission.headers(headers)
     if call.deployment:
         headers["x-aigw-deployment"] = call.deployment
-    if call.route_reason:
-        reason = call.route_reason.translate(_ASCII)
-        headers["x-aigw-route-reason"] = reason.encode("ascii", "replace").decode()
+    if reason := call.route_reason:
+        text = _ascii_reasons.get(reason)
+        if text is None:
+            text = reason.translate(_ASCII).encode("ascii", "replace").decode()
+            if len(_ascii_reasons) >= 1024:  # reasons with measured numbers vary without end
+                _ascii_reasons.clear()
+            _ascii_reasons[reason] = text
+        headers["x-aigw-route-reason"] = text
     if call.degraded:
         headers["x-aigw-degraded"] = "true"
     return headers

@@ -133,7 +133,8 @@ async def _failover(
     confidential: bool = False,
 ) -> web.StreamResponse:
     features = request_features(body, request.headers, route, confidential=confidential)
-    plan = gw.router.plan(route.alias, features, time.monotonic())
+    now = time.monotonic()
+    plan = gw.router.plan(route.alias, features, now)
     trimmed = ""
     if not plan.candidates and plan.retry_after is None and _may_trim(gw, call, body):
         cut = _trim(body, route, features)
@@ -145,19 +146,23 @@ async def _failover(
         raise _nothing(plan)
     call.degraded = plan.degraded
     health = gw.health
-    deadline = time.monotonic() + plan.max_seconds
+    deadline = now + plan.max_seconds
     failures: list[GatewayError] = []
+    first = plan.candidates[0] if plan.candidates else None
     for cand in plan.candidates:
         dep = cand.deployment
         adapter = gw.adapters.get(dep.provider)
         if adapter is None or (failures and time.monotonic() >= deadline):
             continue
-        if not health.available(dep.id, time.monotonic()):
+        # The plan found the first candidate available just now (nothing awaited since).
+        if cand is not first and not health.available(dep.id, time.monotonic()):
             continue
         if dep.provider == LOCAL and not gw.engines.ready(dep.upstream_model):
             failures.append(gw.local_adapter.unavailable(dep.upstream_model))  # out of routing
             continue
-        reason = cand.reason + trimmed
+        reason = cand.reason
+        if trimmed:
+            reason += trimmed
         if failures:
             reason += f" (after: {'; '.join(e.code for e in failures)})"
         _aim(call, dep.provider, dep.upstream_model, reason)

@@ -136,8 +136,10 @@ def eligibility(
       and replaying one answer would silently change its meaning. `n > 1` is fine: the n
       choices are cached and replayed together. Embeddings have no sampling: always eligible.
     """
-    ours = _tokens(headers.get(HEADER))
-    control = _tokens(headers.get("cache-control"))
+    mine, theirs = headers.get(HEADER), headers.get("cache-control")
+    if mine is None and theirs is None:  # the common case: the request alone decides
+        return _decide(body, endpoint)
+    ours, control = _tokens(mine), _tokens(theirs)
     if "no-store" in ours or "no-store" in control:
         return _NO_STORE
     if "off" in ours:
@@ -146,6 +148,11 @@ def eligibility(
         return _NO_CACHE
     if "on" in ours:
         return _ON
+    return _decide(body, endpoint)
+
+
+def _decide(body: Mapping[str, Any], endpoint: str) -> Decision:
+    """Eligibility when the client's headers say nothing about the cache."""
     if endpoint == "embeddings":
         return _EMBEDDINGS
     temperature = body.get("temperature")

@@ -85,9 +85,9 @@ class Admission:
     reservation: Reservation
     done: bool = field(default=False)
 
-    def headers(self) -> dict[str, str]:
-        """The x-ratelimit-* response headers for this request."""
-        return headers(self.rate)
+    def headers(self, out: dict[str, str] | None = None) -> dict[str, str]:
+        """The x-ratelimit-* response headers for this request (added to `out` if given)."""
+        return headers(self.rate, out)
 
 
 class Governance:

@@ -101,12 +101,14 @@ class SpendBreaker:
         """Add a settled cost to the key's and the project's tracks; trip where warranted."""
         if micros <= 0:
             return
+        window_s, baseline_s, floor = self.window_s, self.baseline_s, self.cfg.breaker_min_micros
         for target in (("key", key.id), ("project", key.project)):
             track = self._tracks.get(target)
             if track is None:
                 track = self._tracks[target] = _Track()
-            track.add(now, micros, self.window_s, self.baseline_s)
-            self._check(target, track, now)
+            track.add(now, micros, window_s, baseline_s)
+            if track.minute_sum >= floor:  # below it `_check` decides nothing: spare the call
+                self._check(target, track, now)
 
     def forgive(self, level: str, target: str) -> None:
         """A suspension was lifted: start the window afresh for that caller."""

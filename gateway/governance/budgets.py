@@ -260,24 +260,30 @@ class BudgetBook:
             res.done = True
             return
         alerts: list[tuple[Budget, _Counter, int]] = []
+        amount = res.amount
+        over = actual_micros - amount if actual_micros > amount else 0
+        counters = self._counters
         with self._lock:
             res.done = True
             for c in res.counters:
-                c.reserved -= res.amount
+                c.reserved -= amount
                 if now >= c.end:
                     c.roll(now, self.tz)
                 c.spent += actual_micros
-                if actual_micros > res.amount:
-                    c.overrun += actual_micros - res.amount
-            held = {id(c) for c in res.counters} if not same_book else set()
+                if over:
+                    c.overrun += over
+            held = {id(c) for c in res.counters} if not same_book else None
             for b in budgets:
-                c = self._counters[b.counter_key]
+                c = counters[b.counter_key]
                 # A counter created (from the ledger) after this request began has not seen
                 # its cost and never will: the row is not committed yet.
-                if not same_book and id(c) not in held and c.created >= res.at:
+                if held is not None and id(c) not in held and c.created >= res.at:
                     held.add(id(c))
                     c.roll(now, self.tz)
                     c.spent += actual_micros
+                watched = c.watch.get(b.id)
+                if watched is not None and watched[0] is b and c.spent < watched[1]:
+                    continue  # no threshold within reach: `_crossed` without the call
                 alerts.extend(self._crossed(b, c))
         for b, c, threshold in alerts:
             self._alert(b, c, threshold)

@@ -107,10 +107,12 @@ _REQUESTS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
 _TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 
 
-def headers(state: RateState) -> dict[str, str]:
-    """The x-ratelimit-* headers of a request (none for a kind without a limit). Written out
-    per kind, names precomputed: it runs for every response of a limited caller."""
-    out: dict[str, str] = {}
+def headers(state: RateState, out: dict[str, str] | None = None) -> dict[str, str]:
+    """The x-ratelimit-* headers of a request (none for a kind without a limit), added to
+    `out` when given (a response's other headers). Written out per kind, names precomputed:
+    it runs for every response of a limited caller."""
+    if out is None:
+        out = {}
     view = state.requests_view
     if view is not None:
         out[_REQUESTS[0]], out[_REQUESTS[1]] = str(view[0]), str(view[1])
@@ -184,12 +186,6 @@ class RateLimiter:
             levels.append(("department", key.department, *lim.departments[key.department]))
         return levels
 
-    def _charges(self, key: KeyEntry, tokens: int, now: float) -> list[_Charge]:
-        """The cells of every limit that applies to the key, with what to charge each."""
-        return [
-            (cell, tokens if counts_tokens else 1) for cell, counts_tokens in self._plan(key, now)
-        ]
-
     def limits_tokens(self, key: KeyEntry) -> bool:
         """Whether a tokens-per-minute limit applies to the key at any level."""
         if key.tpm is not None:
@@ -204,9 +200,10 @@ class RateLimiter:
     def check(self, key: KeyEntry, tokens_estimate: int, now: float) -> RateState:
         """Charge one request and its estimated tokens to every limit of the key, or raise
         RateLimited (charging nothing) naming the limit that refused and when to retry."""
-        charges = self._charges(key, tokens_estimate, now)
-        if not charges:
+        plan = self._plan(key, now)
+        if not plan:
             return NO_LIMITS
+        charges = [(cell, tokens_estimate if counts_tokens else 1) for cell, counts_tokens in plan]
         worst: tuple[float, _Charge] | None = None
         for ch in charges:
             cell, weight = ch
@@ -217,10 +214,18 @@ class RateLimiter:
                 worst = (wait, ch)
         if worst is not None:
             raise self._refusal(worst[1], worst[0], charges, now)
+        # Charge each cell and read the header values in the same pass (as `_views` does,
+        # with `tat` past `now` after the charge).
+        views: list[_View | None] = [None, None]
         for cell, weight in charges:
-            cell.tat = (cell.tat if cell.tat > now else now) + weight * cell.interval
-        requests_view, tokens_view = _views(charges, now)
-        return RateState(tuple(charges), tokens_estimate, requests_view, tokens_view)
+            tat = cell.tat = (cell.tat if cell.tat > now else now) + weight * cell.interval
+            used = tat - now
+            remaining = int((MINUTE - used) / cell.interval + _EPSILON)
+            remaining = remaining if remaining > 0 else 0
+            current = views[cell.tokens]
+            if current is None or (remaining, cell.limit) < current[1::-1]:
+                views[cell.tokens] = (cell.limit, remaining, used)
+        return RateState(tuple(charges), tokens_estimate, views[0], views[1])
 
     def _refusal(self, ch: _Charge, wait: float, charges: list[_Charge], now: float) -> RateLimited:
         current = headers(RateState((), 0, *_views(charges, now)))

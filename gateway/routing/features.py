@@ -21,6 +21,7 @@ HINT_HEADER = "x-aigw-route-hint"
 # Capability bits: a request's needs against a deployment's capabilities in one AND.
 NEEDS_TOOLS, NEEDS_VISION, NEEDS_JSON, NEEDS_CONFIDENTIAL = 1, 2, 4, 8
 _IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
+_NO_WORDS: frozenset[str] = frozenset()
 # Cheap signs of code: a fence, or a line that starts like a definition or a statement.
 _CODE = re.compile(
     r"```|^\s*(?:def |class |import |from \S+ import |function |const |let |var |public |"
@@ -134,7 +135,16 @@ def request_features(
     be case-insensitive (aiohttp's are). `confidential` comes from the project's policy."""
     want_text = route is None or route.needs_code or route.keywords is not None
     texts: list[str] | None = [] if want_text else None
-    vision = _scan(body, texts)
+    messages = body.get("messages")
+    if texts is None and type(messages) is list and "system" not in body and "prompt" not in body:
+        # A chat of plain-string messages has no image: one type check each, no walk.
+        vision = False
+        for message in messages:
+            if type(message) is not dict or type(message.get("content")) is not str:
+                vision = _scan(body, None)
+                break
+    else:
+        vision = _scan(body, texts)
     text = "\n".join(texts) if texts else ""
     if route is None or route.needs_size:
         tokens = prompt_bound(body)
@@ -144,14 +154,15 @@ def request_features(
         tokens = 0  # nothing on this route reads the prompt's size
     keywords = route.keywords if route is not None else None
     hint = headers.get(HINT_HEADER)
+    # Positional: nine keyword arguments cost a dataclass __init__ twice as much.
     return RequestFeatures(
-        prompt_tokens=tokens,
-        max_output_tokens=_max_output(body),
-        tools=bool(body.get("tools") or body.get("functions")),
-        vision=vision,
-        json_mode=_json_mode(body),
-        code=(route is None or route.needs_code) and _CODE.search(text) is not None,
-        keywords=keywords.hits(text) if keywords is not None else frozenset(),
-        hint=hint.strip().lower() or None if hint else None,
-        confidential=confidential,
+        tokens,  # prompt_tokens
+        _max_output(body),
+        bool(body.get("tools") or body.get("functions")),  # tools
+        vision,
+        _json_mode(body),
+        (route is None or route.needs_code) and _CODE.search(text) is not None,  # code
+        keywords.hits(text) if keywords is not None else _NO_WORDS,
+        hint.strip().lower() or None if hint else None,
+        confidential,
     )

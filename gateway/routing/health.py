@@ -190,11 +190,13 @@ class Health:
     def start(self, dep_id: str, now: float) -> bool:
         """Claim the right to send one attempt, just before sending it. False when another
         request holds the half-open probe (or the deployment became unavailable)."""
+        s = self._states.get(dep_id)
+        if s is None:
+            return True
+        if s.circuit == CLOSED:  # what `available` says of a closed circuit, without the call
+            return now >= s.cooldown_until
         if not self.available(dep_id, now):
             return False
-        s = self._states.get(dep_id)
-        if s is None or s.circuit == CLOSED:
-            return True
         s.circuit = HALF_OPEN
         s.probe_since = now
         return True
@@ -213,7 +215,10 @@ class Health:
             s.probe_since = None
             s.reset_window()
         s.consecutive = 0
-        s.push(False)
+        outcomes = s.outcomes  # push(False), inlined: every answered request comes here
+        if len(outcomes) == outcomes.maxlen and outcomes[0]:
+            s.window_failures -= 1
+        outcomes.append(False)
 
     def record_failure(
         self, dep_id: str, kind: FailureKind, retry_after: float | None, now: float

@@ -153,7 +153,7 @@ class _Pool:
     tier's subset, or the whole route after a tier gave way; with the head of their reasons,
     the tier that led there and, for a tier, the pool it gives way to."""
 
-    __slots__ = ("entries", "fallback", "head", "tier", "total_weight")
+    __slots__ = ("entries", "fallback", "head", "lacks", "tier", "total_weight", "whole", "window")
 
     def __init__(
         self,
@@ -165,6 +165,21 @@ class _Pool:
         self.entries = tuple(_Entry(d, i, head) for i, d in enumerate(deployments, 1))
         self.head, self.tier, self.fallback = head, tier, fallback
         self.total_weight = sum(d.weight for d in deployments)  # when none is left out
+        # What every entry can serve: a request within these fits them all.
+        self.lacks = 0
+        self.window = 1 << 62
+        for e in self.entries:
+            self.lacks |= e.lacks
+            self.window = min(self.window, e.window)
+        self.whole: Plan | None = None  # see _Compiled.__init__
+
+    def plan_whole(self, route: Route) -> None:
+        """The plan of a priority route when every entry can serve: the same for every such
+        request (plans are immutable), so it is built once."""
+        first, *rest = self.entries
+        candidates = (first.first, *(e.failover for e in rest))[: route.max_attempts]
+        plan = (route.alias, route.alias, candidates, (), False, self.tier, route.max_seconds, None)
+        self.whole = _new(Plan, plan)
 
 
 # A strategy orders a pool's eligible entries (a non-empty list, in priority order) into
@@ -187,6 +202,10 @@ class _Compiled:
         self.tiers = tuple(
             (t.when, _tier_pool(route, t, tuple(by_id[i] for i in t.use))) for t in route.tiers
         )
+        if self.order is Router._priority:
+            for pool in (self.all, *(p for _, p in self.tiers)):
+                if pool.entries:
+                    pool.plan_whole(route)
 
 
 def _tier_pool(route: Route, t: Tier, deployments: tuple[Deployment, ...]) -> _Pool:
@@ -273,6 +292,21 @@ class Router:
             if _matches(when, f):  # the first match wins
                 pool = tier_pool
                 break
+        whole = pool.whole
+        if (
+            whole is not None
+            and requested == route.alias
+            and not f.needs & pool.lacks
+            and f.tokens_needed <= pool.window
+        ):
+            # A priority route whose every deployment fits the request: its plan is the
+            # same whenever all of them are available (the common case: no lists built).
+            available = self.health.available
+            for e in pool.entries:
+                if not available(e.id, now):
+                    break
+            else:
+                return whole
         eligible, skipped, down = self._filter(pool, f, now)
         if not eligible and pool.fallback is not None:
             pool = pool.fallback
