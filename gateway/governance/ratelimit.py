@@ -205,11 +205,14 @@ class RateLimiter:
             return NO_LIMITS
         charges = [(cell, tokens_estimate if counts_tokens else 1) for cell, counts_tokens in plan]
         worst: tuple[float, _Charge] | None = None
+        tats: list[float] = []  # each cell's arrival time once charged
         for ch in charges:
             cell, weight = ch
             if cell.limit == 0:
                 raise self._refusal(ch, math.inf, charges, now)
-            wait = (cell.tat if cell.tat > now else now) + weight * cell.interval - MINUTE - now
+            tat = (cell.tat if cell.tat > now else now) + weight * cell.interval
+            tats.append(tat)
+            wait = tat - MINUTE - now
             if wait > _EPSILON and (worst is None or wait > worst[0]):
                 worst = (wait, ch)
         if worst is not None:
@@ -217,13 +220,17 @@ class RateLimiter:
         # Charge each cell and read the header values in the same pass (as `_views` does,
         # with `tat` past `now` after the charge).
         views: list[_View | None] = [None, None]
-        for cell, weight in charges:
-            tat = cell.tat = (cell.tat if cell.tat > now else now) + weight * cell.interval
+        for (cell, _), tat in zip(charges, tats, strict=True):
+            cell.tat = tat
             used = tat - now
             remaining = int((MINUTE - used) / cell.interval + _EPSILON)
             remaining = remaining if remaining > 0 else 0
             current = views[cell.tokens]
-            if current is None or (remaining, cell.limit) < current[1::-1]:
+            if (
+                current is None
+                or remaining < current[1]
+                or (remaining == current[1] and cell.limit < current[0])
+            ):
                 views[cell.tokens] = (cell.limit, remaining, used)
         return RateState(tuple(charges), tokens_estimate, views[0], views[1])
 
