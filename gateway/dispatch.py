@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from gateway.cache import collector
 from gateway.calls import Call
@@ -49,12 +50,17 @@ _USAGE: dict[str, Callable[[Any], Usage]] = {
     "anthropic": lambda o: usage_from_anthropic(o.get("usage")),
     "gemini": lambda o: usage_from_gemini(o.get("usageMetadata")),
 }
-JSON_HEADERS = {"Content-Type": "application/json"}
+# Header names as istr (aiohttp's own constants are): the response's case-insensitive header
+# dict takes an istr without lower-casing it, on every response.
+JSON_HEADERS = {hdrs.CONTENT_TYPE: "application/json"}
 SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
+    hdrs.CONTENT_TYPE: "text/event-stream; charset=utf-8",
+    hdrs.CACHE_CONTROL: "no-cache",
+    istr("X-Accel-Buffering"): "no",
 }
+_REQUEST_ID, _ANTHROPIC_REQUEST_ID = istr("x-request-id"), istr("request-id")
+_CACHE, _DEPLOYMENT = istr("x-aigw-cache"), istr("x-aigw-deployment")
+_ROUTE_REASON, _DEGRADED = istr("x-aigw-route-reason"), istr("x-aigw-degraded")
 # Route reasons are for people and may hold arrows; header values stay ASCII.
 _ASCII = str.maketrans({"→": "->", "≤": "<=", "≥": ">=", "…": "..."})
 _ascii_reasons: dict[str, str] = {}  # most requests of a route share a handful of reasons
@@ -68,14 +74,14 @@ def response_headers(call: Call) -> dict[str, str]:
     """Trace id under both SDKs' header names, the rate limits that apply, and how the
     request was served (cache, deployment, why, degraded)."""
     headers = {
-        "x-request-id": call.trace_id,
-        "request-id": call.trace_id,
-        "x-aigw-cache": call.cache,
+        _REQUEST_ID: call.trace_id,
+        _ANTHROPIC_REQUEST_ID: call.trace_id,
+        _CACHE: call.cache,
     }
     if call.admission is not None:
         call.admission.headers(headers)
     if call.deployment:
-        headers["x-aigw-deployment"] = call.deployment
+        headers[_DEPLOYMENT] = call.deployment
     if reason := call.route_reason:
         text = _ascii_reasons.get(reason)
         if text is None:
@@ -83,9 +89,9 @@ def response_headers(call: Call) -> dict[str, str]:
             if len(_ascii_reasons) >= 1024:  # reasons with measured numbers vary without end
                 _ascii_reasons.clear()
             _ascii_reasons[reason] = text
-        headers["x-aigw-route-reason"] = text
+        headers[_ROUTE_REASON] = text
     if call.degraded:
-        headers["x-aigw-degraded"] = "true"
+        headers[_DEGRADED] = "true"
     return headers
 
 

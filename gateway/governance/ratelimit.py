@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass, field
 
 import sqlite_utils
+from multidict import istr
 
 from gateway.auth import KeyEntry
 from gateway.governance.errors import RateLimited
@@ -102,9 +103,11 @@ def reset_text(seconds: float) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + secs + "s"
 
 
-_REQUESTS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-             "x-ratelimit-reset-requests")  # fmt: skip
-_TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+# istr: aiohttp's header dict takes them without lower-casing each name per response.
+_REQUESTS = tuple(map(istr, ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                             "x-ratelimit-reset-requests")))  # fmt: skip
+_TOKENS = tuple(map(istr, ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                           "x-ratelimit-reset-tokens")))  # fmt: skip
 
 
 def headers(state: RateState, out: dict[str, str] | None = None) -> dict[str, str]:

@@ -136,8 +136,11 @@ class Adapter:
     async def read_json(self, resp: aiohttp.ClientResponse) -> tuple[bytes, Any]:
         """Read a whole JSON body under the idle timeout; garbage becomes a 502."""
         try:
-            with Deadline(self.timeouts.idle):
+            if resp.content.is_eof():  # the whole body came with the headers: nothing to wait for
                 raw = await resp.read()
+            else:
+                with Deadline(self.timeouts.idle):
+                    raw = await resp.read()
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider {self.name!r} stalled while sending its response"
