@@ -311,7 +311,8 @@ class Gateway:
                 gov.move(call.admission, _worst(price, counted, output))
             return
         try:
-            call.admission = gov.admit(key, _worst(price, bound, output), bound // 4 + output)
+            worst = worst_case(price, bound, output) if price is not None else 0
+            call.admission = gov.admit(key, worst, bound // 4 + output)
         except BudgetExceeded:
             counted = estimate_prompt(body)
             if counted >= bound:

@@ -106,7 +106,14 @@ class SpendBreaker:
             track = self._tracks.get(target)
             if track is None:
                 track = self._tracks[target] = _Track()
-            track.add(now, micros, window_s, baseline_s)
+            minutes = track.minutes
+            if minutes and minutes[-1][0] == now - now % 60:  # `add`'s common case, inlined
+                track.minute_sum += micros
+                track.hour_sum += micros
+                minutes[-1][1] += micros
+                track.hours[-1][1] += micros
+            else:
+                track.add(now, micros, window_s, baseline_s)
             if track.minute_sum >= floor:  # below it `_check` decides nothing: spare the call
                 self._check(target, track, now)
 

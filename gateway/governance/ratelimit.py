@@ -103,6 +103,10 @@ def reset_text(seconds: float) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + secs + "s"
 
 
+# What every response of a limited caller repeats, made once: limits (a few per box) and
+# durations under a second as `reset_text` writes them.
+_LIMIT_TEXT: dict[int, str] = {}
+_MS_TEXT = tuple(f"{ms}ms" for ms in range(1000))
 # istr: aiohttp's header dict takes them without lower-casing each name per response.
 _REQUESTS = tuple(map(istr, ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                              "x-ratelimit-reset-requests")))  # fmt: skip
@@ -116,14 +120,18 @@ def headers(state: RateState, out: dict[str, str] | None = None) -> dict[str, st
     it runs for every response of a limited caller."""
     if out is None:
         out = {}
-    view = state.requests_view
-    if view is not None:
-        out[_REQUESTS[0]], out[_REQUESTS[1]] = str(view[0]), str(view[1])
-        out[_REQUESTS[2]] = reset_text(view[2])
-    view = state.tokens_view
-    if view is not None:
-        out[_TOKENS[0]], out[_TOKENS[1]] = str(view[0]), str(view[1])
-        out[_TOKENS[2]] = reset_text(view[2])
+    for names, view in ((_REQUESTS, state.requests_view), (_TOKENS, state.tokens_view)):
+        if view is None:
+            continue
+        limit, remaining, used = view
+        text = _LIMIT_TEXT.get(limit)
+        if text is None:
+            if len(_LIMIT_TEXT) >= 4096:
+                _LIMIT_TEXT.clear()
+            text = _LIMIT_TEXT[limit] = str(limit)
+        ms = math.ceil(used * 1000 - _EPSILON)
+        out[names[0]], out[names[1]] = text, str(remaining)
+        out[names[2]] = _MS_TEXT[ms] if 0 < ms < 1000 else reset_text(used)
     return out
 
 
