@@ -252,13 +252,18 @@ def start_proxy(
 
 
 def issue_key(database: Path, governed: bool = False) -> str:
-    """A gateway key for the load (department, project and key made in the store directly).
-    `governed`: the model priced, budgets at every level and rate limits on the key, all far
-    above what the load spends, so every request goes through the whole admission."""
+    """A gateway key for the load (department, project and key made in the store directly),
+    with the model priced as a box prices what it serves (every target pays for the cost
+    accounting). `governed`: budgets at every level and rate limits on the key and project,
+    all far above what the load spends, so every request goes through the whole admission."""
     db = open_store(database)
     try:
         tenancy.create_department(db, "bench", name="bench")
         tenancy.create_project(db, "bench", name="bench", department="bench")
+        pricing.set_price(
+            db, "bench", provider="fake", model=UPSTREAM_MODEL, input_micros=150_000,
+            output_micros=600_000, currency="USD", box_currency="USD",
+        )  # fmt: skip
         if not governed:
             return keys.create_key(db, "bench", name="bench", project="bench")[1]
         tenancy.update_project(db, "bench", "bench", {"rpm": 10**9, "tpm": 10**12})
@@ -273,10 +278,6 @@ def issue_key(database: Path, governed: bool = False) -> str:
             budgets.create_budget(
                 db, "bench", level=level, target=target, period=period, limit_micros=10**15
             )
-        pricing.set_price(
-            db, "bench", provider="fake", model=UPSTREAM_MODEL, input_micros=150_000,
-            output_micros=600_000, currency="USD", box_currency="USD",
-        )  # fmt: skip
         return secret
     finally:
         db.conn.close()
@@ -302,7 +303,7 @@ def start_aigw(
     name: str = "aigw",
 ) -> Target:
     """Configure aigw in ``tmp/name`` and start ``aigw up``; ``wrap`` prefixes only that
-    command; target ``aigw-gov`` runs with budgets, rate limits and a price on."""
+    command; target ``aigw-gov`` adds budgets and rate limits (every target prices the model)."""
     port = free_port()
     tmp = tmp / name
     tmp.mkdir(exist_ok=True)
