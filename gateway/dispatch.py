@@ -52,8 +52,8 @@ _USAGE: dict[str, Callable[[Any], Usage]] = {
 }
 # Header names as istr (aiohttp's own constants are): the response's case-insensitive header
 # dict takes an istr without lower-casing it, on every response.
-JSON_HEADERS = {hdrs.CONTENT_TYPE: "application/json"}
-SSE_HEADERS = {
+JSON_HEADERS: dict[str, str] = {hdrs.CONTENT_TYPE: "application/json"}
+SSE_HEADERS: dict[str, str] = {
     hdrs.CONTENT_TYPE: "text/event-stream; charset=utf-8",
     hdrs.CACHE_CONTROL: "no-cache",
     istr("X-Accel-Buffering"): "no",
@@ -73,7 +73,7 @@ Finish = Callable[[Usage], bytes]
 def response_headers(call: Call) -> dict[str, str]:
     """Trace id under both SDKs' header names, the rate limits that apply, and how the
     request was served (cache, deployment, why, degraded)."""
-    headers = {
+    headers: dict[str, str] = {
         _REQUEST_ID: call.trace_id,
         _ANTHROPIC_REQUEST_ID: call.trace_id,
         _CACHE: call.cache,
