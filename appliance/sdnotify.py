@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -109,25 +108,12 @@ class Watchdog(_Periodic):
 
 
 class _Counters(Protocol):
-    @property
-    def requests(self) -> Mapping[tuple[str, str, str], int]: ...
+    def totals(self) -> tuple[int, int, int]: ...
 
 
 class _Metered(Protocol):
     @property
     def metrics(self) -> _Counters: ...
-
-
-def _totals(requests: Mapping[tuple[str, str, str], int]) -> tuple[int, int, int]:
-    """All finished requests, those refused (4xx) and those failed (5xx)."""
-    total = refused = failed = 0
-    for (_, _, status), n in list(requests.items()):
-        total += n
-        if status.startswith("4"):
-            refused += n
-        elif status.startswith("5"):
-            failed += n
-    return total, refused, failed
 
 
 class StatusReporter(_Periodic):
@@ -145,7 +131,7 @@ class StatusReporter(_Periodic):
     def line(self) -> str:
         """The status text for now, and remember the counts for the next rate."""
         now = time.monotonic()
-        total, refused, failed = _totals(self._gw.metrics.requests)
+        total, refused, failed = self._gw.metrics.totals()
         last, self._last = self._last, (now, total, refused, failed)
         if last is None or now <= last[0]:
             return f"serving; {total} requests since start"

@@ -43,16 +43,25 @@ class _Histogram:
         return out
 
 
+class _Series:
+    """Everything counted for one (model, provider): one dict lookup per request finds it."""
+
+    __slots__ = ("cached", "input", "latency", "output", "statuses", "ttft")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.latency = _Histogram()
+        self.ttft: _Histogram | None = None  # streamed requests only
+        self.input = self.output = self.cached = 0
+
+
 class Metrics:
     """Requests, latency, time to first token, tokens and upstream errors."""
 
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.latency: dict[tuple[str, str], _Histogram] = {}
-        self.ttft: dict[tuple[str, str], _Histogram] = {}
-        self.tokens: dict[tuple[str, str], int] = {}
+        self.series: dict[tuple[str, str], _Series] = {}
         self.upstream_errors: dict[tuple[str, str], int] = {}
         self.registry = CollectorRegistry()
         self.registry.register(self)  # type: ignore[arg-type]
@@ -68,48 +77,68 @@ class Metrics:
         upstream_error: str | None,
     ) -> None:
         """Account one finished request."""
-        key = (model, provider, str(status))
-        self.requests[key] = self.requests.get(key, 0) + 1
-        pair = (model, provider)
-        hist = self.latency.get(pair) or self.latency.setdefault(pair, _Histogram())
-        hist.observe(duration)
+        s = self.series.get((model, provider))
+        if s is None:
+            s = self.series[(model, provider)] = _Series()
+        statuses = s.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        hist = s.latency
+        hist.counts[bisect_left(BUCKETS, duration)] += 1  # _Histogram.observe, inlined
+        hist.total += duration
         if ttft is not None:
-            hist = self.ttft.get(pair) or self.ttft.setdefault(pair, _Histogram())
-            hist.observe(ttft)
-        tokens = self.tokens
-        for kind, n in (
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cached", usage.cached_tokens),
-        ):
-            if n:
-                tokens[(model, kind)] = tokens.get((model, kind), 0) + n
+            if s.ttft is None:
+                s.ttft = _Histogram()
+            s.ttft.observe(ttft)
+        s.input += usage.input_tokens
+        s.output += usage.output_tokens
+        s.cached += usage.cached_tokens
         if upstream_error:
             err = (provider, upstream_error)
             self.upstream_errors[err] = self.upstream_errors.get(err, 0) + 1
 
+    def totals(self) -> tuple[int, int, int]:
+        """All finished requests, those refused (4xx) and those failed (5xx)."""
+        total = refused = failed = 0
+        for s in list(self.series.values()):
+            for status, n in list(s.statuses.items()):
+                total += n
+                if 400 <= status < 500:
+                    refused += n
+                elif status >= 500:
+                    failed += n
+        return total, refused, failed
+
     def collect(self) -> Iterator[Metric]:
         """Metric families for the Prometheus registry (called on scrape)."""
+        series = list(self.series.items())
+        requests = {
+            (model, provider, str(status)): n
+            for (model, provider), s in series
+            for status, n in list(s.statuses.items())
+        }
         yield _counter(
-            "aigw_requests",
-            "Requests by model, provider and HTTP status.",
-            ["model", "provider", "status"],
-            self.requests,
-        )
-        for name, doc, data in (
-            ("aigw_request_duration_seconds", "Whole request duration.", self.latency),
-            ("aigw_time_to_first_token_seconds", "Time to the first streamed token.", self.ttft),
+            "aigw_requests", "Requests by model, provider and HTTP status.",
+            ["model", "provider", "status"], requests,
+        )  # fmt: skip
+        for name, doc, ttft in (
+            ("aigw_request_duration_seconds", "Whole request duration.", False),
+            ("aigw_time_to_first_token_seconds", "Time to the first streamed token.", True),
         ):
             family = HistogramMetricFamily(name, doc, labels=["model", "provider"])
-            for pair, hist in list(data.items()):
-                family.add_metric(list(pair), hist.buckets(), hist.total)
+            for pair, s in series:
+                hist = s.ttft if ttft else s.latency
+                if hist is not None:
+                    family.add_metric(list(pair), hist.buckets(), hist.total)
             yield family
+        tokens: dict[tuple[str, str], int] = {}
+        for (model, _), s in series:  # by model: the providers' counts add up
+            for kind, n in (("input", s.input), ("output", s.output), ("cached", s.cached)):
+                if n:
+                    tokens[(model, kind)] = tokens.get((model, kind), 0) + n
         yield _counter(
-            "aigw_tokens",
-            "Tokens by model and kind (input, output, cached).",
-            ["model", "kind"],
-            self.tokens,
-        )
+            "aigw_tokens", "Tokens by model and kind (input, output, cached).",
+            ["model", "kind"], tokens,
+        )  # fmt: skip
         yield _counter(
             "aigw_upstream_errors",
             "Provider failures by provider and kind.",

@@ -105,9 +105,27 @@ def test_histogram_buckets_are_cumulative() -> None:
     m = Metrics()
     for seconds in (0.001, 0.02, 0.02, 200.0):
         m.observe("m", "p", 200, seconds, None, Usage(), None)
-    buckets = dict(m.latency[("m", "p")].buckets())
+    buckets = dict(m.series[("m", "p")].latency.buckets())
     assert buckets["0.005"] == 1 and buckets["0.025"] == 3 and buckets[str(BUCKETS[-1])] == 3
     assert buckets["+Inf"] == 4
     text = m.render().decode()
     assert 'aigw_request_duration_seconds_count{model="m",provider="p"} 4.0' in text
     assert 'aigw_requests_total{model="m",provider="p",status="200"} 4.0' in text
+
+
+def test_tokens_add_up_across_providers_and_totals_split_by_status() -> None:
+    from gateway.metrics import Metrics
+    from gateway.usage import Usage
+
+    m = Metrics()
+    m.observe("m", "p1", 200, 0.01, None, Usage(10, 5, 2), None)
+    m.observe("m", "p2", 429, 0.01, None, Usage(1, 0, 0), None)
+    m.observe("m", "p2", 502, 0.01, 0.005, Usage(), "upstream_error")
+    text = m.render().decode()
+    assert 'aigw_tokens_total{kind="input",model="m"} 11.0' in text
+    assert 'aigw_tokens_total{kind="cached",model="m"} 2.0' in text
+    assert 'aigw_requests_total{model="m",provider="p2",status="429"} 1.0' in text
+    assert 'aigw_time_to_first_token_seconds_count{model="m",provider="p2"} 1.0' in text
+    assert 'provider="p1"' not in text.split("aigw_time_to_first_token_seconds")[1]
+    assert 'aigw_upstream_errors_total{kind="upstream_error",provider="p2"} 1.0' in text
+    assert m.totals() == (3, 1, 1)
