@@ -118,7 +118,8 @@ def _simple(route: Route) -> bool:
 
 def _aim(call: Call, provider: str, upstream_model: str, reason: str | None) -> None:
     call.provider, call.upstream_model = provider, upstream_model
-    call.usage = Usage()  # nothing of a failed attempt carries over
+    if call.attempts:  # nothing of a failed attempt carries over (a new call has a fresh one)
+        call.usage = Usage()
     call.deployment = f"{provider}/{upstream_model}"
     call.route_reason = reason
 
