@@ -172,7 +172,8 @@ async def _failover(
         except ModelNotPriced as err:  # this deployment's policy; another may be priced
             failures.append(err)
             continue
-        started = time.monotonic()
+        # The plan's clock for the first attempt: no await lies between them.
+        started = now if cand is first else time.monotonic()
         if not health.start(dep.id, started):
             continue
         call.attempts += 1

@@ -164,6 +164,20 @@ class Health:
             return now >= s.opened_at + self.policy.cooldown_s
         return s.probe_since is None or now >= s.probe_since + self.policy.probe_timeout_s
 
+    def all_available(self, dep_ids: tuple[str, ...], now: float) -> bool:
+        """Whether `available` holds for every one of them (one call for a whole pool)."""
+        states = self._states
+        for dep_id in dep_ids:
+            s = states.get(dep_id)
+            if s is None:
+                continue
+            if s.circuit == CLOSED:
+                if now < s.cooldown_until:
+                    return False
+            elif not self.available(dep_id, now):
+                return False
+        return True
+
     def why_unavailable(self, dep_id: str, now: float) -> str:
         """Why `available` says no, as a reason shows it."""
         s = self._states.get(dep_id)

@@ -153,7 +153,9 @@ class _Pool:
     tier's subset, or the whole route after a tier gave way; with the head of their reasons,
     the tier that led there and, for a tier, the pool it gives way to."""
 
-    __slots__ = ("entries", "fallback", "head", "lacks", "tier", "total_weight", "whole", "window")
+    __slots__ = (
+        "entries", "fallback", "head", "ids", "lacks", "tier", "total_weight", "whole", "window",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -163,6 +165,7 @@ class _Pool:
         fallback: _Pool | None = None,
     ) -> None:
         self.entries = tuple(_Entry(d, i, head) for i, d in enumerate(deployments, 1))
+        self.ids = tuple(e.id for e in self.entries)
         self.head, self.tier, self.fallback = head, tier, fallback
         self.total_weight = sum(d.weight for d in deployments)  # when none is left out
         # What every entry can serve: a request within these fits them all.
@@ -293,20 +296,16 @@ class Router:
                 pool = tier_pool
                 break
         whole = pool.whole
+        # A priority route whose every deployment fits the request: its plan is the same
+        # whenever all of them are available (the common case: no lists built).
         if (
             whole is not None
             and requested == route.alias
             and not f.needs & pool.lacks
             and f.tokens_needed <= pool.window
+            and self.health.all_available(pool.ids, now)
         ):
-            # A priority route whose every deployment fits the request: its plan is the
-            # same whenever all of them are available (the common case: no lists built).
-            available = self.health.available
-            for e in pool.entries:
-                if not available(e.id, now):
-                    break
-            else:
-                return whole
+            return whole
         eligible, skipped, down = self._filter(pool, f, now)
         if not eligible and pool.fallback is not None:
             pool = pool.fallback

@@ -50,6 +50,19 @@ def test_429_cools_down_for_retry_after() -> None:
     assert h.snapshot(100.0)["d"]["circuit"] == "closed"  # a 429 is no failure
 
 
+def test_all_available_agrees_with_available() -> None:
+    h = Health(BreakerPolicy(consecutive_failures=1, cooldown_s=10))
+    ids = ("a", "b", "c")
+    assert h.all_available(ids, 0.0)  # never seen: healthy
+    h.record_success("a", None, 0.1, 0.0)
+    h.record_failure("b", "rate_limited", 5, 0.0)
+    assert not h.all_available(ids, 1.0) and h.all_available(ids, 5.0)
+    h.record_failure("c", "error", None, 6.0)  # opens at once (one failure)
+    for now in (7.0, 15.9, 16.0):
+        assert h.all_available(ids, now) == all(h.available(i, now) for i in ids)
+    assert h.start("c", 16.0) and not h.all_available(ids, 16.5)  # the probe is in flight
+
+
 def test_ewma() -> None:
     h = Health(BreakerPolicy(ewma_alpha=0.5))
     h.record_success("d", 1.0, 2.0, 0.0)
