@@ -311,7 +311,7 @@ class Gateway:
                 gov.move(call.admission, _worst(price, counted, output))
             return
         try:
-            worst = worst_case(price, bound, output) if price is not None else 0
+            worst = worst_case(price, bound, output) if price is not None else 0  # _worst, inlined
             call.admission = gov.admit(key, worst, bound // 4 + output)
         except BudgetExceeded:
             counted = estimate_prompt(body)
