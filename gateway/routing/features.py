@@ -94,12 +94,18 @@ def _scan(body: Mapping[str, Any], texts: list[str] | None) -> bool:
     """Whether the prompt holds an image; its text goes into `texts` when a list is given
     (only code detection and keywords read it). A message whose content is a plain string,
     the common case, costs one type check."""
+    messages = body.get("messages")
+    if texts is None and type(messages) is list and "system" not in body and "prompt" not in body:
+        for message in messages:  # a chat of plain-string messages has no image: no walk
+            if type(message) is not dict or type(message.get("content")) is not str:
+                break
+        else:
+            return False
     flags = [False]
     sink: list[str] = [] if texts is None else texts
     for key in ("system", "prompt"):
         if key in body:
             _collect(body[key], sink, flags)
-    messages = body.get("messages")
     if isinstance(messages, list):
         for message in messages:
             content = message.get("content") if isinstance(message, dict) else None
@@ -135,16 +141,7 @@ def request_features(
     be case-insensitive (aiohttp's are). `confidential` comes from the project's policy."""
     want_text = route is None or route.needs_code or route.keywords is not None
     texts: list[str] | None = [] if want_text else None
-    messages = body.get("messages")
-    if texts is None and type(messages) is list and "system" not in body and "prompt" not in body:
-        # A chat of plain-string messages has no image: one type check each, no walk.
-        vision = False
-        for message in messages:
-            if type(message) is not dict or type(message.get("content")) is not str:
-                vision = _scan(body, None)
-                break
-    else:
-        vision = _scan(body, texts)
+    vision = _scan(body, texts)
     text = "\n".join(texts) if texts else ""
     if route is None or route.needs_size:
         tokens = prompt_bound(body)

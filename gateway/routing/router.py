@@ -179,10 +179,17 @@ class _Pool:
     def plan_whole(self, route: Route) -> None:
         """The plan of a priority route when every entry can serve: the same for every such
         request (plans are immutable), so it is built once."""
-        first, *rest = self.entries
-        candidates = (first.first, *(e.failover for e in rest))[: route.max_attempts]
+        candidates = tuple(_in_order(self.entries)[: route.max_attempts])
         plan = (route.alias, route.alias, candidates, (), False, self.tier, route.max_seconds, None)
         self.whole = _new(Plan, plan)
+
+
+def _in_order(entries: Sequence[_Entry]) -> list[Candidate]:
+    """Candidates in the entries' order: the first as such, the others as failovers."""
+    out = [entries[0].first]
+    for e in entries[1:]:
+        out.append(e.failover)
+    return out
 
 
 # A strategy orders a pool's eligible entries (a non-empty list, in priority order) into
@@ -390,10 +397,7 @@ class Router:
 
     def _priority(self, pool: _Pool, eligible: list[_Entry], f: RequestFeatures) -> list[Candidate]:
         """In the route's order."""
-        out = [eligible[0].first]
-        for e in eligible[1:]:
-            out.append(e.failover)
-        return out
+        return _in_order(eligible)
 
     def _weighted(self, pool: _Pool, eligible: list[_Entry], f: RequestFeatures) -> list[Candidate]:
         """One drawn by weight first, then the others in the route's order."""
