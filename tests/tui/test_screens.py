@@ -25,12 +25,15 @@ async def settle(pilot: Pilot[Any]) -> None:
         await pilot.pause()
     # A DataTable sizes its columns on an Idle event after rows arrive; on a busy machine the
     # frame can be taken before that (columns cut at their headers' widths): wait for it.
-    for _ in range(100):
-        tables = pilot.app.screen.query(DataTable)
-        if not any(t._require_update_dimensions for t in tables):
-            break
-        await pilot.pause(0.02)
-    await pilot.pause()
+    # Twice, a moment apart: rows that land just after the first check size the columns again.
+    for _ in range(2):
+        for _ in range(100):
+            tables = pilot.app.screen.query(DataTable)
+            if not any(t._require_update_dimensions for t in tables):
+                break
+            await pilot.pause(0.02)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.05)
 
 
 def text(app: ConsoleApp, selector: str) -> str:
