@@ -174,7 +174,7 @@ class _DigitPass(Pass):
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the digit formats found in `t`."""
         shape = t.shape
-        if b"0" not in shape:
+        if 48 not in shape:  # b"0": an int needle is a memchr; a bytes one first fails as an int
             return
         raw = t.ascii
         checks = self._checks
