@@ -337,12 +337,17 @@ def ensure_venv(cache: Path, base: Path, project: Path = PROJECT) -> Path:
 # --- layer 3: this build --------------------------------------------------------------------
 
 
-def build_wheel(out: Path, project: Path = PROJECT) -> Path:
-    """The project's wheel, built from a clean copy of its sources (no build/ in the tree)."""
+def build_wheel(out: Path, project: Path = PROJECT, compile_for: str | None = None) -> Path:
+    """The project's wheel, built from a clean copy of its sources (no build/ in the tree).
+
+    setup.py compiles the masking engine with mypyc for the Python that builds the wheel; that
+    wheel only installs into the same Python version. `compile_for` is the box's Python
+    ("3.11"): when this host runs another version, the wheel is built pure-Python.
+    """
     with tempfile.TemporaryDirectory(prefix="aigw-src-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "setup.py", "README.md"):
             shutil.copy2(project / name, src / name)
         meta = tomllib.loads((project / "pyproject.toml").read_text())
         include = meta["tool"]["setuptools"]["packages"]["find"]["include"]
@@ -352,6 +357,10 @@ def build_wheel(out: Path, project: Path = PROJECT) -> Path:
                     project / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__")
                 )
         env = {k: v for k, v in os.environ.items() if k != "PIP_REQUIRE_VIRTUALENV"}
+        host = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if compile_for is not None and compile_for != host:
+            log(f"this host runs Python {host}, the box {compile_for}: a pure-Python wheel")
+            env["AIGW_NO_COMPILE"] = "1"
         _run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
             env=env,
@@ -360,6 +369,15 @@ def build_wheel(out: Path, project: Path = PROJECT) -> Path:
     if not wheels:
         raise BuildError("pip wheel made no aigw wheel")
     return wheels[-1]
+
+
+def rootfs_python(root: Path) -> str | None:
+    """The version ("3.11") of the rootfs's python3, from its /usr/bin/python3 link."""
+    link = root / "usr/bin/python3"
+    if not link.is_symlink():
+        return None
+    m = re.fullmatch(r"python(\d+\.\d+)", os.readlink(link))
+    return m.group(1) if m else None
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -397,7 +415,7 @@ def install_units(root: Path, sysd: Path = PROJECT / "systemd") -> None:
 def _install_project(root: Path, project: Path, units: Path | None) -> None:
     """This checkout's wheel, units and config, on top of the base and the venv."""
     with tempfile.TemporaryDirectory(prefix="aigw-wheel-") as tmp:
-        wheel = build_wheel(Path(tmp), project)
+        wheel = build_wheel(Path(tmp), project, rootfs_python(root) or "unknown")
         log(f"installing {wheel.name}")
         nspawn(
             root,

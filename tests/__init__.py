@@ -1,0 +1,10 @@
+"""The test suite. With AIGW_PURE_PYTHON=1 it imports the masking engine from its Python source
+rather than from the modules setup.py compiles (see tests/compiled.py); this runs first, before
+any test module imports the gateway."""
+
+import os
+
+if os.environ.get("AIGW_PURE_PYTHON"):
+    from tests.compiled import prefer_source
+
+    prefer_source()

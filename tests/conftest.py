@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import anthropic
@@ -9,7 +10,20 @@ import openai
 import pytest
 
 from gateway.auth import FailureThrottle
+from tests import compiled
 from tests.harness import Stack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test compiled masking modules older than their source (the tests would run
+    the old code)."""
+    stale = compiled.stale()
+    if stale and not os.environ.get("AIGW_PURE_PYTHON"):
+        raise pytest.UsageError(
+            f"gateway/masking/{', '.join(stale)} changed after the compiled modules were built: "
+            "run `make install` (or `pip install -e .`) to rebuild them, or set "
+            "AIGW_PURE_PYTHON=1 to test the Python source"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -211,7 +211,7 @@ _IBAN_SHAPE = re.compile(rb"AA00(?<![0aA_]AA00)(?: ?[0A]{4}){2,7}(?: ?[0A]{1,3})
 
 
 class _IbanPass(Pass):
-    names = (IBAN,)
+    names: tuple[str, ...] = (IBAN,)
 
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the IBANs found in `t` (upper case, contiguous or in groups of 4)."""
@@ -254,7 +254,7 @@ _EMAIL_LOCAL = b"aA0._%+-"  # what a local part is made of, in the shape
 
 
 class _EmailPass(Pass):
-    names = (EMAIL,)
+    names: tuple[str, ...] = (EMAIL,)
 
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the email addresses (ASCII) found in `t`."""
@@ -290,7 +290,7 @@ _HEX_GROUPS = re.compile(r"[0-9A-Fa-f]+")
 
 
 class _Ipv6Pass(Pass):
-    names = (IPV6,)
+    names: tuple[str, ...] = (IPV6,)
 
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the IPv6 addresses found in `t`."""
@@ -393,7 +393,7 @@ _PEM_BODY = re.compile(r"(?:\s*[A-Za-z][\w-]*: [^\n]*)*(?:\s*[A-Za-z0-9+/=]{16,}
 
 
 class _SecretPass(Pass):
-    names = (SECRET,)
+    names: tuple[str, ...] = (SECRET,)
 
     def find(self, t: Text, out: list[Span]) -> None:
         """Append the cloud and API keys, tokens and private keys found in `t`."""
