@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.masking import BUILTIN, Policy, Restorer, scan_request
 from gateway.masking._text import Text
@@ -124,11 +124,20 @@ def _stream(restorer: Restorer, text: str) -> str:
     return "".join(s.feed(text[i : i + 16]) for i in range(0, len(text), 16)) + s.flush()
 
 
-def measure(name: str, prompt: str, policy: Policy, rounds: int) -> tuple[str, float, int]:
-    """One table row, the scan's µs per KB and the values masked."""
+class Row(NamedTuple):
+    """One prompt's figures (µs) and what was masked."""
+
+    kb: float
+    found: int
+    scan: float
+    restore: float
+    stream: float
+
+
+def measure(prompt: str, policy: Policy, rounds: int) -> Row:
+    """Scan, restore and stream-restore one prompt."""
     body = _body(prompt)
     result = scan_request(body, "openai", policy)
-    kb = len(prompt.encode()) / 1024
     scan = _best(lambda: scan_request(body, "openai", policy), rounds)
     restorer = result.restorer
     found = len(restorer.values) if restorer else 0
@@ -139,13 +148,27 @@ def measure(name: str, prompt: str, policy: Policy, rounds: int) -> tuple[str, f
         assert _stream(restorer, answer) == prompt
         restore = _best(lambda: restorer.restore_text(answer), rounds)
         stream = _best(lambda: _stream(restorer, answer), rounds)
-    per_kb = scan / kb
-    ok = "met" if per_kb <= TARGET_US_PER_KB else "NOT met"
-    row = (
-        f"| {name} | {kb:.1f} | {found} | {scan:.0f} | {per_kb:.1f} | {restore:.0f} | "
-        f"{stream:.0f} | {scan + restore:.0f} | ≤ {TARGET_US_PER_KB:.0f} µs/KB: {ok} |"
+    return Row(len(prompt.encode()) / 1024, found, scan, restore, stream)
+
+
+def _fastest(rows: list[Row]) -> Row:
+    """Each figure's best over the repeats."""
+    first = rows[0]
+    return first._replace(
+        scan=min(r.scan for r in rows),
+        restore=min(r.restore for r in rows),
+        stream=min(r.stream for r in rows),
     )
-    return row, per_kb, found
+
+
+def _line(name: str, row: Row) -> str:
+    per_kb = row.scan / row.kb
+    ok = "met" if per_kb <= TARGET_US_PER_KB else "NOT met"
+    return (
+        f"| {name} | {row.kb:.1f} | {row.found} | {row.scan:.0f} | {per_kb:.1f} | "
+        f"{row.restore:.0f} | {row.stream:.0f} | {row.scan + row.restore:.0f} | "
+        f"≤ {TARGET_US_PER_KB:.0f} µs/KB: {ok} |"
+    )
 
 
 def breakdown(name: str, prompt: str, policy: Policy, rounds: int) -> str:
@@ -172,6 +195,9 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench.masking", description=__doc__)
     p.add_argument("--rounds", type=int, default=500, help="calls per 4 KB case (64 KB: / 16)")
     p.add_argument(
+        "--repeat", type=int, default=3, help="passes over the prompts; each figure is the best"
+    )
+    p.add_argument(
         "--breakdown", action="store_true", help="also print where each scan's time goes (µs)"
     )
     a = p.parse_args()
@@ -187,17 +213,22 @@ def main() -> int:
         "| mask+restore µs | target |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    worst = 0.0
-    per_kb_of = {}
-    for name, prompt, rounds in (
+    cases = (
         ("clean English", clean_prompt(), a.rounds),
         ("dense (email, phone, card)", dense_prompt(), a.rounds),
         ("large, 64 KB", large_prompt(), max(a.rounds // 16, 5)),
-    ):
-        row, per_kb, found = measure(name, prompt, policy, rounds)
-        worst = max(worst, per_kb)
-        per_kb_of[name] = (per_kb, found)
-        print(row)
+    )
+    # The prompts in turn, `--repeat` times: a slow spell of the VM then hits one pass of each
+    # rather than all of one prompt's runs.
+    measured: dict[str, list[Row]] = {name: [] for name, _, _ in cases}
+    for _ in range(a.repeat):
+        for name, prompt, rounds in cases:
+            measured[name].append(measure(prompt, policy, rounds))
+    rows = {name: _fastest(r) for name, r in measured.items()}
+    for name, row in rows.items():
+        print(_line(name, row))
+    worst = max(r.scan / r.kb for r in rows.values())
+    per_kb_of = {name: (r.scan / r.kb, r.found) for name, r in rows.items()}
     # What a value costs beyond the scan of plain text: dense minus clean, per value.
     clean, _ = per_kb_of["clean English"]
     dense, values = per_kb_of["dense (email, phone, card)"]
