@@ -3,9 +3,9 @@
 The detectors run over every prompt of a project with masking rules, and their per-value work
 (match, check digits, placeholder) is Python-level code that mypyc, from the same typed source,
 runs about 1.35x faster (`python -m bench.masking`); a streamed answer's placeholders are put
-back about 1.5x faster. mypyc is part of mypy: a build requirement,
-nothing at run time. Where no C compiler is at hand, or with AIGW_NO_COMPILE=1, the modules
-stay plain Python with the same behaviour (the extensions are optional).
+back about 1.5x faster. mypyc is part of mypy: a build requirement, nothing at run time. Where
+no C compiler is at hand, or with AIGW_NO_COMPILE=1, the modules stay plain Python with the
+same behaviour (the extensions are optional).
 """
 
 from __future__ import annotations

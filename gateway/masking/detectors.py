@@ -344,10 +344,10 @@ def _ipv6_end(text: str, start: int, end: int) -> int | None:
 # --- secrets: provider key prefixes --------------------------------------------------------------
 
 # Each pattern starts with a literal, which `re` skips to in C, then checks that no token
-# character comes right before it. Bodies follow the providers' documented formats. Searching
-# each pattern outright costs less than testing its prefixes with `in` first (a 3- or
-# 4-character `in` scans the text about as slowly as the pattern's own prefix search); only
-# the GitHub pattern, whose prefix "g" is common, is guarded by a one-character test (memchr).
+# character comes right before it. Bodies follow the providers' documented formats. Each is
+# searched outright: testing its prefixes with `in` first cost a scan of the text per prefix,
+# each about as slow as the pattern's own search. Only the GitHub pattern, whose first letter
+# "g" is common, is guarded, by a one-character test (a memchr).
 _SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # AWS access key ids (long-term and STS) and Google API keys.
     (
