@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the project's metadata changes, or a masking source that setup.py compiles.
+# Reinstall when the project's metadata changes, or a masking source (setup.py compiles them).
 $(STAMP): pyproject.toml setup.py $(wildcard gateway/masking/*.py) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -33,11 +33,12 @@ def _source_of(ext: Path) -> Path:
 
 def stale() -> list[str]:
     """Sources edited since their module was compiled."""
-    return [
-        _source_of(ext).name
-        for ext in compiled_modules()
-        if _source_of(ext).exists() and _source_of(ext).stat().st_mtime > ext.stat().st_mtime
-    ]
+    out = []
+    for ext in compiled_modules():
+        source = _source_of(ext)
+        if source.exists() and source.stat().st_mtime > ext.stat().st_mtime:
+            out.append(source.name)
+    return out
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):
