@@ -20,6 +20,7 @@ from gateway.envelopes import ANTHROPIC, OPENAI, stream_error_frame
 from gateway.errors import GatewayError, Unsupported, UpstreamError
 from gateway.masking.sse import StreamUnmasker
 from gateway.providers.base import Adapter
+from gateway.providers.http import UpstreamResponse
 from gateway.retention import FULL
 from gateway.state import Gateway
 from gateway.streaming import (
@@ -337,7 +338,7 @@ async def _relay(
     request: web.Request,
     call: Call,
     adapter: Adapter,
-    resp: Any,
+    resp: UpstreamResponse,
     body: dict[str, Any],
     keep: Callable[[Any], None] | None = None,
 ) -> web.StreamResponse:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway.catalog import ProviderDef
@@ -19,6 +18,12 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
+)
+from gateway.providers.http import (
+    UpstreamClient,
+    UpstreamConnectionError,
+    UpstreamDisconnected,
+    UpstreamResponse,
 )
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -43,32 +48,22 @@ class Adapter:
         self.provider = provider
         self.name = provider.name
         self.timeouts = timeouts
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
         self._sweeper = IdleSweeper()
         self._headers: dict[str, str] | None = None
         self._missing = f"provider {self.name!r} has no API key available"
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The provider's one pooled session, created on first use (needs a running loop)."""
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=self.timeouts.connect, sock_connect=self.timeouts.connect
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=timeout,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+    def client(self) -> UpstreamClient:
+        """The provider's one pool of keep-alive connections, made on first use."""
+        if self._client is None or self._client.closed:
+            self._client = UpstreamClient(self.timeouts.connect)
+        return self._client
 
     async def close(self) -> None:
-        """Close the pooled session."""
-        if self._session is not None:
-            await self._session.close()
+        """Close the pooled connections."""
+        if self._client is not None:
+            await self._client.close()
 
     def set_credential(self, key: str | None, missing: str) -> None:
         """Take the provider's key (the gateway reads it from the vault or the environment
@@ -105,20 +100,23 @@ class Adapter:
                 return err["message"]
         return None
 
-    async def post(
-        self, url: str, body: bytes, trace_headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
+    async def post(self, url: str, body: bytes, trace_headers: dict[str, str]) -> UpstreamResponse:
         """POST and wait for the response headers; an HTTP error is raised as a GatewayError."""
         if self._headers is None:
             raise ServiceUnavailable(self._missing, code="provider_credentials_missing")
         headers = {**self._headers, **trace_headers}
         try:
             with Deadline(self.timeouts.first_byte):
-                resp = await self.session.post(url, data=body, headers=headers)
-        except aiohttp.ClientConnectionError as exc:  # aiohttp's connect timeout included
+                resp = await self.client.post(url, body, headers)
+        except UpstreamConnectionError as exc:  # the connect timeout included
             raise UpstreamError(
                 f"cannot reach provider {self.name!r}: {_describe(exc)}",
                 code="upstream_unreachable",
+            ) from None
+        except UpstreamDisconnected as exc:
+            raise UpstreamError(
+                f"provider {self.name!r} closed the connection without answering: {_describe(exc)}",
+                code="upstream_disconnected",
             ) from None
         except TimeoutError:
             raise UpstreamTimeout(
@@ -126,17 +124,17 @@ class Adapter:
                 f"{self.timeouts.first_byte:g} s; retry later or raise "
                 "[upstream] first_byte_timeout"
             ) from None
-        if resp.status >= 400:
+        if resp.status >= 300:
             try:
                 raise await self._http_error(resp)
             finally:
                 resp.release()
         return resp
 
-    async def read_json(self, resp: aiohttp.ClientResponse) -> tuple[bytes, Any]:
+    async def read_json(self, resp: UpstreamResponse) -> tuple[bytes, Any]:
         """Read a whole JSON body under the idle timeout; garbage becomes a 502."""
         try:
-            if resp.content.is_eof():  # the whole body came with the headers: nothing to wait for
+            if resp.at_eof():  # the whole body came with the headers: nothing to wait for
                 raw = await resp.read()
             else:
                 with Deadline(self.timeouts.idle):
@@ -145,7 +143,7 @@ class Adapter:
             raise UpstreamTimeout(
                 f"provider {self.name!r} stalled while sending its response"
             ) from None
-        except aiohttp.ClientError as exc:
+        except UpstreamDisconnected as exc:
             raise UpstreamError(
                 f"provider {self.name!r} cut its response short: {_describe(exc)}",
                 code="upstream_disconnected",
@@ -160,7 +158,7 @@ class Adapter:
                 code="upstream_bad_response",
             ) from None
 
-    async def events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def events(self, resp: UpstreamResponse) -> AsyncIterator[bytes]:
         """Yield, per read, the complete SSE events received (separated by blank lines,
         without the final one); a partial event waits for the next read.
 
@@ -168,14 +166,13 @@ class Adapter:
         `resp` (an unfinished response then closes its connection).
         """
         buf = b""
-        content = resp.content
         watch = self._sweeper.watch(resp, self.timeouts.idle)
         clock = asyncio.get_running_loop().time
         try:
             while True:
                 try:
-                    data = await content.readany()
-                except aiohttp.ClientError as exc:
+                    data = await resp.readany()
+                except UpstreamDisconnected as exc:
                     if watch.expired:
                         break
                     raise UpstreamError(
@@ -205,16 +202,23 @@ class Adapter:
         if buf.strip():
             yield buf
 
-    async def _http_error(self, resp: aiohttp.ClientResponse) -> GatewayError:
+    async def _http_error(self, resp: UpstreamResponse) -> GatewayError:
         """Turn an upstream HTTP error into the error the client should see."""
         try:
             async with asyncio.timeout(self.timeouts.idle):
-                raw = await resp.content.read(_ERROR_BODY_LIMIT)
+                raw = await resp.read_prefix(_ERROR_BODY_LIMIT)
             detail = self.error_message(orjson.loads(raw))
-        except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
+        except (TimeoutError, UpstreamDisconnected, orjson.JSONDecodeError):
             detail = None
         status = resp.status
         said = f": {detail}" if detail else ""
+        if status < 400:  # the client follows no redirect: a provider's URL is configured
+            where = resp.headers.get("Location") or "elsewhere"
+            return UpstreamError(
+                f"provider {self.name!r} redirects the request (HTTP {status} to {where[:200]}); "
+                "an administrator must set its base URL to the final address",
+                code="upstream_redirect",
+            )
         if status == 429:
             retry = _retry_after(resp.headers.get("Retry-After"), self.timeouts.max_retry_after)
             return UpstreamRateLimited(
@@ -265,7 +269,7 @@ class _Watch:
 
     __slots__ = ("expired", "idle", "last", "resp")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float, now: float) -> None:
+    def __init__(self, resp: UpstreamResponse, idle: float, now: float) -> None:
         self.resp = resp
         self.idle = idle
         self.last = now
@@ -285,7 +289,7 @@ class IdleSweeper:
         self._watches: set[_Watch] = set()
         self._handle: asyncio.TimerHandle | None = None
 
-    def watch(self, resp: aiohttp.ClientResponse, idle: float) -> _Watch:
+    def watch(self, resp: UpstreamResponse, idle: float) -> _Watch:
         """Start watching a stream."""
         loop = asyncio.get_running_loop()
         w = _Watch(resp, idle, loop.time())

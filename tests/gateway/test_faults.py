@@ -113,6 +113,15 @@ def test_upstream_5xx_is_502(
     assert aexc.value.body["error"]["type"] == "api_error"
 
 
+def test_upstream_redirect_is_a_clear_502(oai: openai.OpenAI, stack: Stack) -> None:
+    # The box follows no redirect: a POST's body and key must not go to another address.
+    stack.fakes["openai"].inject(Fault("status", status=307))
+    with pytest.raises(openai.InternalServerError) as exc:
+        oai.chat.completions.create(model="oa", messages=USER)
+    assert exc.value.status_code == 502 and exc.value.code == "upstream_redirect"
+    assert "HTTP 307" in exc.value.message and "base URL" in exc.value.message
+
+
 @pytest.mark.parametrize("model", CHAT_MODELS)
 def test_upstream_429_keeps_a_capped_retry_after(
     oai: openai.OpenAI, stack: Stack, model: str
