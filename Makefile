@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when the project's metadata changes, or a masking source (setup.py compiles them).
-$(STAMP): pyproject.toml setup.py $(wildcard gateway/masking/*.py) | $(BIN)/python
+# Reinstall when the project's metadata changes, or a source that setup.py compiles (its
+# COMPILED list: one quoted path per line).
+COMPILED := $(shell sed -n 's/^ *"\(gateway\/[^"]*\.py\)",.*/\1/p' setup.py)
+$(STAMP): pyproject.toml setup.py $(COMPILED) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

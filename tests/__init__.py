@@ -1,6 +1,6 @@
-"""The test suite. With AIGW_PURE_PYTHON=1 it imports the masking engine from its Python source
-rather than from the modules setup.py compiles (see tests/compiled.py); this runs first, before
-any test module imports the gateway."""
+"""The test suite. With AIGW_PURE_PYTHON=1 it imports the modules setup.py compiles (the masking
+engine, governance, routing) from their Python source (see tests/compiled.py); this runs first,
+before any test module imports the gateway."""
 
 import os
 

@@ -15,12 +15,12 @@ from tests.harness import Stack
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse to test compiled masking modules older than their source (the tests would run
-    the old code)."""
+    """Refuse to test compiled modules older than their source (the tests would run the old
+    code)."""
     stale = compiled.stale()
     if stale and not os.environ.get("AIGW_PURE_PYTHON"):
         raise pytest.UsageError(
-            f"gateway/masking/{', '.join(stale)} changed after the compiled modules were built: "
+            f"{', '.join(stale)} changed after the compiled modules were built: "
             "run `make install` (or `pip install -e .`) to rebuild them, or set "
             "AIGW_PURE_PYTHON=1 to test the Python source"
         )

@@ -218,15 +218,16 @@ def parse_tiers(
     alias: str, raw: str | list[Any], deployments: Sequence[Deployment]
 ) -> tuple[Tier, ...]:
     """Validate tier rules (JSON text or the decoded list) against the route's deployments."""
+    rules: object = raw
     if isinstance(raw, str):
         try:
-            raw = orjson.loads(raw)
+            rules = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _fail(alias, "tiers", f"not valid JSON ({exc})") from None
-    if not isinstance(raw, list):
+    if not isinstance(rules, list):
         raise _fail(alias, "tiers", "must be a list of {when, use, name} objects")
     tiers: list[Tier] = []
-    for i, item in enumerate(raw, 1):
+    for i, item in enumerate(rules, 1):
         where = f"tier #{i}"
         if not isinstance(item, dict):
             raise _fail(alias, where, "must be an object with 'when', 'use' and 'name'")
