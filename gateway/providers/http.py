@@ -18,7 +18,7 @@ import asyncio
 import socket
 import ssl
 import zlib
-from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -28,6 +28,10 @@ _HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the upstre
 _MAX_IDLE = 64  # idle connections kept per origin
 _URL_CACHE = 1024  # parsed URLs kept (one per model and endpoint in practice)
 _NO_BODY = b""
+
+
+def _no_sink(body: bytes) -> None:
+    """Where body bytes go before a response's headers (never: llhttp orders its callbacks)."""
 
 
 class UpstreamConnectionError(ConnectionError):
@@ -77,15 +81,17 @@ class UpstreamResponse:
     closes it. `close()` aborts the response from outside (the idle sweeper).
     """
 
-    __slots__ = ("_chunks", "_conn", "_decoder", "_error", "_size", "_waiter", "done", "headers",
-                 "status")  # fmt: skip
+    __slots__ = ("_chunks", "_conn", "_counted", "_decoder", "_error", "_raw", "_size", "_waiter",
+                 "done", "headers", "status")  # fmt: skip
 
     def __init__(self, conn: _Connection) -> None:
         self._conn: _Connection | None = conn
         self.status = 0
         self.headers = Headers()
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
+        self._chunks: list[bytes] = []  # the body as the reader will get it
+        self._raw: list[bytes] = []  # compressed body not yet decoded
+        self._size = 0  # the bytes in _chunks[: _counted]
+        self._counted = 0
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._decoder: zlib._Decompress | None = None
@@ -93,27 +99,36 @@ class UpstreamResponse:
 
     # ------------------------------------------------------------- fed by the connection
 
-    def _feed(self, data: bytes) -> None:
-        if self._decoder is not None:
+    def _arrived(self) -> None:
+        """After a read from the socket: decode what the parser appended, account for it, wake
+        the reader once (a read often holds a whole stream's events)."""
+        chunks = self._chunks
+        if self._decoder is not None and self._raw:
+            raw = b"".join(self._raw)
+            self._raw.clear()
             try:
-                data = self._decoder.decompress(data)
+                data = self._decoder.decompress(raw)
             except zlib.error as exc:
                 self._fail(UpstreamDisconnected(f"the response body does not decompress: {exc}"))
                 return
-            if not data:
-                return
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > _HIGH_WATER and self._conn is not None:
+            if data:
+                chunks.append(data)
+        size = self._size
+        for i in range(self._counted, len(chunks)):
+            size += len(chunks[i])
+        self._size, self._counted = size, len(chunks)
+        if size > _HIGH_WATER and self._conn is not None:
             self._conn.pause()
         self._wake()
 
     def _finish(self) -> None:
+        self._arrived()  # what the last read brought, decoded
         if self._decoder is not None:
             tail = self._decoder.flush()
             if tail:
                 self._chunks.append(tail)
                 self._size += len(tail)
+                self._counted += 1
         self.done = True
         self._wake()
 
@@ -167,9 +182,9 @@ class UpstreamResponse:
 
     def _take(self) -> bytes:
         chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
-        self._size = 0
+        self._size = self._counted = 0
         if self._conn is not None:
             self._conn.resume()
         return data
@@ -204,6 +219,7 @@ class _Connection(asyncio.Protocol):
         self._values: list[bytes] = []
         self._until_eof = False
         self._keep_alive = False
+        self._sink: Callable[[bytes], None] = _no_sink
 
     # ------------------------------------------------------------- the transport's side
 
@@ -217,11 +233,15 @@ class _Connection(asyncio.Protocol):
         if self.response is None:  # bytes nobody asked for: the connection is not reusable
             self.abort()
             return
+        resp = self.response
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._lost(UpstreamDisconnected(f"the provider sent a malformed response: {exc}"))
             self.abort()
+            return
+        if resp.status and not resp.done:
+            resp._arrived()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -270,6 +290,7 @@ class _Connection(asyncio.Protocol):
         self._values.clear()
         self._until_eof = "content-length" not in headers and "transfer-encoding" not in headers
         coding = headers.get("content-encoding")
+        self._sink = resp._chunks.append
         if coding is not None and coding != "identity":
             if coding in ("gzip", "x-gzip"):
                 resp._decoder = zlib.decompressobj(wbits=31)
@@ -279,13 +300,13 @@ class _Connection(asyncio.Protocol):
                 self._lost(UpstreamDisconnected(f"unsupported content encoding {coding!r}"))
                 self.abort()
                 return
+            self._sink = resp._raw.append
         ready = self.headers_ready
         if ready is not None and not ready.done():
             ready.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        if self.response is not None:
-            self.response._feed(body)
+        self._sink(body)  # the response's list: accounted for once the whole read is parsed
 
     def on_message_complete(self) -> None:
         resp = self.response

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -204,12 +205,30 @@ async def test_streamed_reads_arrive_as_sent(serve) -> None:
 
 
 async def test_gzip_and_deflate_bodies_are_decoded(serve) -> None:
-    body = b'{"text":"' + b"x" * 5000 + b'"}'
+    body = b'{"text":"' + random.Random(1).randbytes(8000).hex().encode() + b'"}'
     packed = gzip.compress(body)
+    assert len(packed) > 3 * 700
     _, url = await serve(fixed(ok(packed, b"Content-Encoding: gzip\r\n")))
     client = UpstreamClient(5.0)
     resp = await client.post(url, b"", {})
     assert await resp.read() == body
+    resp.release()
+
+    async def gzip_stream(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(packed), 700):  # split across reads, and mid-chunk of deflate
+            part = packed[i : i + 700]
+            w.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await w.drain()
+            await asyncio.sleep(0.01)
+        w.write(b"0\r\n\r\n")
+
+    _, url3 = await serve(gzip_stream)
+    resp = await client.post(url3, b"", {})
+    got = bytearray()
+    while data := await resp.readany():
+        got += data
+    assert bytes(got) == body
     resp.release()
     _, url2 = await serve(fixed(ok(b"abc", b"Content-Encoding: br\r\n")))
     with pytest.raises(UpstreamDisconnected, match="unsupported content encoding 'br'"):
