@@ -383,6 +383,21 @@ def measure(t: Target, mode: str, a: argparse.Namespace, up: Proc) -> dict[str, 
     return row
 
 
+def median_row(phase: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median CPU ms/request (latencies come from the same round), with
+    every round's CPU figure and the errors of all rounds."""
+    timed = [r for r in phase if r["cpu_ms_per_req"] is not None]
+    pick = (
+        sorted(timed, key=lambda r: r["cpu_ms_per_req"])[(len(timed) - 1) // 2]
+        if timed
+        else (phase[len(phase) // 2])
+    )
+    row = dict(pick)
+    row["errors"] = sum(r["errors"] for r in phase)
+    row["cpu_ms_per_req_rounds"] = [r["cpu_ms_per_req"] for r in phase]
+    return row
+
+
 def fmt(v: Any, nd: int = 1) -> str:
     return "-" if v is None else f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
@@ -435,7 +450,8 @@ def report(
         "",
         f"{meta['time']} · {meta['host']} · {meta['cpus']} CPUs · Python {meta['python']} · "
         f"concurrency {meta['concurrency']} · {meta['requests']} requests/phase "
-        f"(+{meta['warmup']} warm-up, max {meta['max_seconds']:.0f} s)",
+        f"(+{meta['warmup']} warm-up, max {meta['max_seconds']:.0f} s) · median of "
+        f"{meta['rounds']} round(s)",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(cols))) + "|",
@@ -486,6 +502,12 @@ def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     load_arguments(p, TARGETS, requests=3000, max_seconds=60.0)
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every target and mode this many times, in turn; report the median",
+    )
+    p.add_argument(
         "--instructions",
         action="store_true",
         help="then count instructions/request under callgrind (bench.instructions)",
@@ -500,6 +522,8 @@ def main() -> int:
     modes = [x for x in a.modes.split(",") if x]
     if bad := (set(targets) - set(TARGETS)) | (set(modes) - set(MODES)):
         p.error(f"unknown target/mode: {', '.join(sorted(bad))}")
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     targets = [x for x in TARGETS if x in targets]
     modes = [x for x in MODES if x in modes]
 
@@ -509,6 +533,7 @@ def main() -> int:
     failures: dict[str, str] = {}
     try:
         up, upstream = start_upstream(tmp, a.fake_module)
+        started: list[Target] = []
         for name in targets:
             try:
                 if name == "direct":
@@ -525,21 +550,33 @@ def main() -> int:
                         log(pr.tails())
                         pr.stop()
                 continue
-            for mode in modes:
-                rows.append(measure(t, mode, a, up))
-                check_stop()
-                if t.proc and t.proc.popen.poll() is not None:
-                    failures[name] = (
-                        f"{name} exited with code {t.proc.popen.returncode} during {mode}"
-                    )
-                    log(f"{failures[name]}\n{t.proc.tails()}")
-                    break
+            started.append(t)
+        # Rounds take the targets in turn, so a slow spell of the machine hits one round of
+        # each rather than every phase of one target; each row is then a target's median.
+        by_phase: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for rnd in range(a.rounds):
+            if a.rounds > 1:
+                log(f"round {rnd + 1}/{a.rounds}")
+            for t in started:
+                if t.name in failures:
+                    continue
+                for mode in modes:
+                    by_phase.setdefault((t.name, mode), []).append(measure(t, mode, a, up))
+                    check_stop()
+                    if t.proc and t.proc.popen.poll() is not None:
+                        failures[t.name] = (
+                            f"{t.name} exited with code {t.proc.popen.returncode} during {mode}"
+                        )
+                        log(f"{failures[t.name]}\n{t.proc.tails()}")
+                        break
+                if up.popen.poll() is not None:
+                    failures["upstream"] = f"fake upstream exited with code {up.popen.returncode}"
+                    log(f"{failures['upstream']}\n{up.tails()}")
+                    raise RuntimeError(failures["upstream"])
+        rows = [median_row(phase) for phase in by_phase.values()]
+        for t in started:
             if t.proc:
                 t.proc.stop()
-            if up.popen.poll() is not None:
-                failures["upstream"] = f"fake upstream exited with code {up.popen.returncode}"
-                log(f"{failures['upstream']}\n{up.tails()}")
-                break
         check_stop()  # a swallowed SIGTERM ends the loop through failures
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         log(f"FAILED: {e}")
@@ -563,6 +600,7 @@ def main() -> int:
         "requests": a.requests,
         "warmup": a.warmup,
         "max_seconds": a.max_seconds,
+        "rounds": a.rounds,
         "clk_tck": TICK,
     }
     md, ratios = report(rows, meta, failures)
