@@ -8,17 +8,13 @@ connection closed or reset at any point, garbage.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gzip
 import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gateway.providers.http import (
     UpstreamClient,
@@ -26,6 +22,7 @@ from gateway.providers.http import (
     UpstreamDisconnected,
     parse_url,
 )
+from provisioning.tls import make_self_signed, write_pair
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -385,51 +382,18 @@ async def test_connect_failures() -> None:
         await client.post(f"http://127.0.0.1:{port}/", b"", {})
 
 
-def _tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a fresh self-signed certificate for 127.0.0.1, and a client
-    context that trusts it."""
-    import ipaddress
-    import tempfile
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    with tempfile.TemporaryDirectory() as d:
-        cert_file, key_file = f"{d}/cert.pem", f"{d}/key.pem"
-        with open(cert_file, "wb") as f:
-            f.write(pem)
-        with open(key_file, "wb") as f:
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cadata=pem.decode())
-    return server, client
+def _tls_pair(tmp: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with the box's kind of self-signed certificate (127.0.0.1 among its
+    names), and a client context that trusts it."""
+    cert_pem, key_pem = make_self_signed("upstream-test", [])
+    write_pair(tmp / "cert.pem", tmp / "key.pem", cert_pem, key_pem)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    return server, ssl.create_default_context(cadata=cert_pem.decode())
 
 
-async def test_tls_is_verified() -> None:
-    server_ctx, client_ctx = _tls_pair()
+async def test_tls_is_verified(tmp_path: Path) -> None:
+    server_ctx, client_ctx = _tls_pair(tmp_path)
     server = RawServer(fixed(ok(b'{"tls":true}')))
     port = await server.start(server_ctx)
     url = f"https://127.0.0.1:{port}/v1/x"
