@@ -24,16 +24,21 @@ async def settle(pilot: Pilot[Any]) -> None:
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
     # A DataTable sizes its columns on an Idle event after rows arrive; on a busy machine the
-    # frame can be taken before that (columns cut at their headers' widths): wait for it.
-    # Twice, a moment apart: rows that land just after the first check size the columns again.
-    for _ in range(2):
-        for _ in range(100):
-            tables = pilot.app.screen.query(DataTable)
-            if not any(t._require_update_dimensions for t in tables):
-                break
-            await pilot.pause(0.02)
+    # frame can be taken before that (columns cut at their headers' widths), or rows can land
+    # after one check. Wait until no table has sizing pending and every table's rows and column
+    # widths stayed the same across two checks a moment apart.
+    last: list[tuple[int, tuple[int, ...]]] | None = None
+    for _ in range(100):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.05)
+        tables = list(pilot.app.screen.query(DataTable))
+        pending = any(t._require_update_dimensions or t._updated_cells for t in tables)
+        shape = [
+            (t.row_count, tuple(c.get_render_width(t) for c in t.columns.values())) for t in tables
+        ]
+        if not pending and shape == last:
+            break
+        last = shape
 
 
 def text(app: ConsoleApp, selector: str) -> str:
