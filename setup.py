@@ -8,6 +8,9 @@
   after its call; compiled, they cost about 40k fewer instructions per request
   (`python -m bench.instructions`, aigw-gov against aigw).
 - Routing: the plan and the deployments' health; about 13k fewer per routed request.
+- The request path of every call: the upstream HTTP client (a parser callback per header and
+  body piece), the stream decoders and the ledger's hash chain; about 85k fewer instructions
+  per stream (823k to 738k) and 37k fewer per plain request (608k to 571k).
 
 mypyc is part of mypy: a build requirement, nothing at run time. Where no C compiler is at
 hand, or with AIGW_NO_COMPILE=1, the modules stay plain Python with the same behaviour (the
@@ -56,6 +59,10 @@ COMPILED = [
     "gateway/routing/router.py",
     "gateway/routing/features.py",
     "gateway/routing/model.py",
+    # The request path of every call: the upstream client, the stream decoders, the ledger chain
+    "gateway/providers/http.py",
+    "gateway/streaming.py",
+    "gateway/ledger/chain.py",
 ]
 
 

@@ -163,7 +163,7 @@ class OpenAIDecoder(Decoder):
 
     # Usage and [DONE] end a stream. An error chunk in the middle is passed through as it is:
     # it is already in the client's format, and the stream then ends without [DONE].
-    _TAIL = (b"[DONE]", *_OPENAI_LOOK)
+    _TAIL: tuple[bytes, ...] = (b"[DONE]", *_OPENAI_LOOK)
 
     def decode(self, raw: bytes) -> Any:
         """A chunk dict."""
@@ -213,10 +213,13 @@ _ANTHROPIC_BULK = {
 class AnthropicDecoder(Decoder):
     """`event: NAME` / `data: {...}` pairs, ending with message_stop."""
 
-    _final_usage = False
-    _raw_usage: dict[str, Any] = {}  # the usage as reported so far (message_start, then deltas)
-    _HEAD = (b"event: message_start", b"event: error")
-    _TAIL = (b"event: message_", b"event: error")
+    def __init__(self, provider: str, parse_all: bool = True) -> None:
+        super().__init__(provider, parse_all)
+        self._final_usage = False
+        self._raw_usage: dict[str, Any] = {}  # as reported so far (message_start, then deltas)
+
+    _HEAD: tuple[bytes, ...] = (b"event: message_start", b"event: error")
+    _TAIL: tuple[bytes, ...] = (b"event: message_", b"event: error")
     _FIRST = b"event: "
 
     def decode(self, raw: bytes) -> Any:

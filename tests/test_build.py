@@ -1,6 +1,7 @@
 """The modules setup.py compiles with mypyc (the masking engine, budgets and rate limits,
-routing), as built: compiled where setup.py could, and the same tests passing on their
-pure-Python source (the build without a C compiler)."""
+routing, the upstream client, the stream decoders and the ledger chain), as built: compiled
+where setup.py could, and the same tests passing on their pure-Python source (the build without
+a C compiler)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ OF_COMPILED = [
     "gateway/test_tokens.py",
     "gateway/test_governance.py",
     "gateway/test_routing.py",
+    # the upstream client, the stream decoders and the ledger chain
+    "gateway/test_upstream_http.py",
+    "gateway/test_faults.py",
+    "gateway/test_openai_sdk.py",
+    "gateway/test_anthropic_sdk.py",
+    "gateway/translate",
+    "gateway/ledger",
     "test_build.py",  # which asserts that the run imports the sources
 ]
 

@@ -19,12 +19,8 @@ from gateway.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from gateway.providers.http import (
-    UpstreamClient,
-    UpstreamConnectionError,
-    UpstreamDisconnected,
-    UpstreamResponse,
-)
+from gateway.providers.http import UpstreamClient, UpstreamResponse
+from gateway.providers.wire import UpstreamConnectionError, UpstreamDisconnected
 
 _ERROR_BODY_LIMIT = 64 * 1024
 

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.providers.wire import Headers, UpstreamConnectionError, UpstreamDisconnected
+
 _HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the upstream pauses
 _MAX_IDLE = 64  # idle connections kept per origin
 _URL_CACHE = 1024  # parsed URLs kept (one per model and endpoint in practice)
@@ -32,14 +34,6 @@ _NO_BODY = b""
 
 def _no_sink(body: bytes) -> None:
     """Where body bytes go before a response's headers (never: llhttp orders its callbacks)."""
-
-
-class UpstreamConnectionError(ConnectionError):
-    """No connection could be made (DNS, refused, TLS, connect timeout)."""
-
-
-class UpstreamDisconnected(ConnectionError):
-    """The connection ended before the response was complete, or the response was malformed."""
 
 
 class Origin(NamedTuple):
@@ -64,13 +58,6 @@ def parse_url(url: str) -> tuple[Origin, bytes]:
     header = shown if port == default else f"{shown}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Origin(tls, host, port, header.encode("idna")), target.encode("ascii")
-
-
-class Headers(dict[str, str]):
-    """Response headers by lower-case name; the last value wins."""
-
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return dict.get(self, name.lower(), default)
 
 
 class UpstreamResponse:

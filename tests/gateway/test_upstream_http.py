@@ -16,12 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.providers.http import (
-    UpstreamClient,
-    UpstreamConnectionError,
-    UpstreamDisconnected,
-    parse_url,
-)
+from gateway.providers.http import UpstreamClient, parse_url
+from gateway.providers.wire import UpstreamConnectionError, UpstreamDisconnected
 from provisioning.tls import make_self_signed, write_pair
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
