@@ -213,14 +213,15 @@ _ANTHROPIC_BULK = {
 class AnthropicDecoder(Decoder):
     """`event: NAME` / `data: {...}` pairs, ending with message_stop."""
 
-    def __init__(self, provider: str, parse_all: bool = True) -> None:
-        super().__init__(provider, parse_all)
-        self._final_usage = False
-        self._raw_usage: dict[str, Any] = {}  # as reported so far (message_start, then deltas)
-
     _HEAD: tuple[bytes, ...] = (b"event: message_start", b"event: error")
     _TAIL: tuple[bytes, ...] = (b"event: message_", b"event: error")
     _FIRST = b"event: "
+
+    def __init__(self, provider: str, parse_all: bool = True) -> None:
+        super().__init__(provider, parse_all)
+        # Set here, not as class defaults: a compiled class cannot share a mutable default.
+        self._final_usage = False
+        self._raw_usage: dict[str, Any] = {}  # as reported so far (message_start, then deltas)
 
     def decode(self, raw: bytes) -> Any:
         """(event name, data dict), or (event name, RAW) for an event passed through."""
