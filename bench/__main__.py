@@ -16,6 +16,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -436,8 +437,7 @@ def paired_ratio(rows: list[dict[str, Any]], num: str, den: str, mode: str) -> d
     if not per_round:
         return c
     per_round.sort()
-    mid = len(per_round) // 2
-    median = per_round[mid] if len(per_round) % 2 else (per_round[mid - 1] + per_round[mid]) / 2
+    median = statistics.median(per_round)
     return {"value": median, "note": "", "rounds": per_round, "of_medians": c["value"]}
 
 
