@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Label, Static
 from tui.client import ConsoleClient, segment
 from tui.format import money
 from tui.pane import Pane, fill, selected
+from tui.table import Table
 
 COLUMNS = ["ts", "trace_id", "model", "status", "tokens", "cost", "user"]
 _TRACE = re.compile(r"^[0-9a-f]{16,64}$")
@@ -80,7 +81,7 @@ class AuditPane(Pane):
             placeholder="trace id, key id (key_…) or user; Enter searches", id="audit-search"
         )
         yield Label("Requests, newest first (last 24 hours); Enter: timeline", classes="caption")
-        yield DataTable(id="audit", cursor_type="row")
+        yield Table(id="audit", cursor_type="row")
 
     def fetch(self, api: ConsoleClient) -> list[dict[str, Any]]:
         """The matching ledger records."""

@@ -20,6 +20,7 @@ from tui.client import AdminAPIError, ConsoleClient, segment
 from tui.format import bar, money
 from tui.pane import Pane, fill, selected
 from tui.screens.providers import last_media, media_is_recent, media_line
+from tui.table import Table
 
 _SAMPLE = re.compile(r"^aigw_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)$")
 
@@ -90,7 +91,7 @@ class AlertsScreen(ModalScreen[None]):
             yield Label(
                 "Open alerts, newest first: Enter or a acknowledges", classes="dialog-title"
             )
-            yield DataTable(id="open-alerts", cursor_type="row")
+            yield Table(id="open-alerts", cursor_type="row")
 
     def on_mount(self) -> None:
         self._run(None)

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input
 from tui.client import ConsoleClient, segment
 from tui.dialogs import ConfirmScreen, Field, FormScreen, SecretScreen
 from tui.pane import Pane, fill, selected
+from tui.table import Table
 
 COLUMNS = ["name", "project", "user", "status", "prefix", "models", "rpm", "expires_at"]
 _ADVICE = (
@@ -48,7 +49,7 @@ class KeysPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: name, project, user or status (/)", id="key-filter")
-        yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+        yield Table(id="keys", cursor_type="row", zebra_stripes=True)
 
     def fetch(self, api: ConsoleClient) -> list[dict[str, Any]]:
         """Every key (the filter applies on screen)."""

@@ -13,6 +13,7 @@ from tui.client import ConsoleClient, segment
 from tui.dialogs import ConfirmScreen, Field, FormScreen
 from tui.format import money
 from tui.pane import Pane, fill, selected
+from tui.table import Table
 
 BUDGET_COLUMNS = [
     "level",
@@ -45,16 +46,16 @@ class OrgPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Label("Departments (a)", classes="caption")
-        yield DataTable(id="departments", cursor_type="row")
+        yield Table(id="departments", cursor_type="row")
         yield Label("Projects (p)", classes="caption")
-        yield DataTable(id="projects", cursor_type="row")
+        yield Table(id="projects", cursor_type="row")
         yield Label("Users (u)", classes="caption")
-        yield DataTable(id="users", cursor_type="row")
+        yield Table(id="users", cursor_type="row")
         yield Label(
             "Budgets (b new, e edit) — spent this period against the limit; x deletes",
             classes="caption",
         )
-        yield DataTable(id="budgets", cursor_type="row")
+        yield Table(id="budgets", cursor_type="row")
 
     def fetch(self, api: ConsoleClient) -> dict[str, list[dict[str, Any]]]:
         """The four lists."""

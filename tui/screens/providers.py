@@ -18,6 +18,7 @@ from tui.client import AdminAPIError, ConsoleClient, segment
 from tui.dialogs import ConfirmScreen, Field, FormScreen
 from tui.pane import Pane, fill, selected
 from tui.screens.routes import RouteScreen, deployment_label
+from tui.table import Table
 
 # What `x` deletes, by the table that has the focus: (what, the admin API's collection).
 _DELETABLE = {
@@ -144,15 +145,15 @@ class ProvidersPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Label("Providers (a add, k key, x delete)", classes="caption")
-        yield DataTable(id="providers", cursor_type="row")
+        yield Table(id="providers", cursor_type="row")
         yield Label("Models (m add) · routes (r new, Enter edit, x delete)", classes="caption")
-        yield DataTable(id="models", cursor_type="row")
-        yield DataTable(id="routes", cursor_type="row")
+        yield Table(id="models", cursor_type="row")
+        yield Table(id="routes", cursor_type="row")
         yield Label(
             "Local models (i import, e/d enable/disable, Enter or l: engine log)",
             classes="caption",
         )
-        yield DataTable(id="local", cursor_type="row")
+        yield Table(id="local", cursor_type="row")
         yield Label("", id="media", classes="caption", markup=False)
 
     def fetch(self, api: ConsoleClient) -> dict[str, Any]:

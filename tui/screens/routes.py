@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 from tui.client import AdminAPIError, ConsoleClient, segment
 from tui.dialogs import Field, FormScreen
 from tui.format import cell
+from tui.table import Table
 
 STRATEGIES = ("priority", "weighted", "least_latency", "cheapest")
 # A deployment's fields the admin API accepts (what GET adds, id and position, is left out).
@@ -119,7 +120,7 @@ class RouteScreen(ModalScreen[str | None]):
                 yield Label("Max attempts")
                 yield Input(str(DEFAULT_ATTEMPTS), id="r-attempts", compact=True)
             yield Label("Deployments, in priority order: a add · Enter edit · x remove · u up")
-            yield DataTable(id="deployments", cursor_type="row")
+            yield Table(id="deployments", cursor_type="row")
             yield Static("", id="route-error", markup=False)
         yield Footer(show_command_palette=False)
 

@@ -11,11 +11,12 @@ from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from tui.client import AdminAPIError, ConsoleClient
 from tui.dialogs import ConfirmScreen, Field, FormScreen
 from tui.screens.system_ops import BackupActions, backups
+from tui.table import Table
 
 
 def utc_now() -> str:
@@ -48,7 +49,7 @@ class SystemPane(BackupActions):
             yield Static("reading…", id="system-info")
             yield Static("", id="ops-note")
         yield Static("", id="backups-caption", classes="caption")
-        yield DataTable(id="backups", cursor_type="row", zebra_stripes=True)
+        yield Table(id="backups", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Label, Sparkline
 from tui.client import ConsoleClient
 from tui.format import money
 from tui.pane import Pane, fill
+from tui.table import Table
 
 DIMENSIONS = ["department", "project", "user", "model"]
 RANGES = [
@@ -35,7 +36,7 @@ class UsagePane(Pane):
     def compose(self) -> ComposeResult:
         yield Label("", id="usage-caption", classes="caption")
         yield Sparkline([], id="usage-spark")
-        yield DataTable(id="usage", cursor_type="row")
+        yield Table(id="usage", cursor_type="row")
 
     def fetch(self, api: ConsoleClient) -> dict[str, Any]:
         """The grouped report and the per-bucket totals over the range."""
