@@ -109,8 +109,9 @@ def test_a_hard_budget_admits_exactly_what_it_can_pay_for(stack: Stack, fee_pric
         stack.db, "test", level="project", target=name, period="monthly", limit_micros=500
     )
     stack.reload()
-    # Admitted requests wait upstream long enough for all 64 to be in flight at once.
-    stack.fakes["openai"].inject(Fault("hang", seconds=1.0, times=64))
+    # Admitted requests wait upstream long enough for all 64 to be in flight at once, and well
+    # inside the stack's 2 s first-byte timeout: 1 s went past it in a slow spell of a CI VM.
+    stack.fakes["openai"].inject(Fault("hang", seconds=0.5, times=64))
     sdk = client(stack, secret)
     start = threading.Barrier(64)
     outcomes: list[str] = []
