@@ -41,6 +41,13 @@ from tests.appliance.conftest import Cli
 from tests.harness import LoopThread
 
 LO = ["127.0.0.1"]
+# The querying side (discover, browsers, a second box) binds another loopback address. Every
+# Zeroconf on one address shares <address>:5353 (SO_REUSEPORT), and the kernel hands a unicast
+# datagram to one member of that group, chosen by a hash of the addresses and a secret drawn at
+# boot: the unicast answer to a QU question (first queries, probes) reached the advertiser's own
+# socket instead of the asker's on some boots, so a 1 s discover found nothing and a conflict
+# went unnoticed. On its own address the asker's socket is the only one such an answer can reach.
+PEER = ["127.0.0.2"]
 _NETNS_ENV = "AIGW_TEST_MDNS_NETNS"
 
 
@@ -96,8 +103,10 @@ async def advertisers() -> AsyncIterator[list[Advertiser]]:
     await asyncio.gather(*(a.stop() for a in started))
 
 
-async def _start(started: list[Advertiser], info: BoxInfo) -> Advertiser:
-    adv = Advertiser(info, interfaces=LO)
+async def _start(
+    started: list[Advertiser], info: BoxInfo, interfaces: list[str] = LO
+) -> Advertiser:
+    adv = Advertiser(info, interfaces=interfaces)
     started.append(adv)
     await asyncio.wait_for(adv.start(), 15)
     return adv
@@ -181,7 +190,7 @@ async def test_advertise_then_discover_finds_every_field(advertisers: list[Adver
     info = _info(series="S", version="1.2.3", port=9443)
     adv = await _start(advertisers, info)
     assert adv.name == info.instance
-    box = _by_id(await discover(1.5, interfaces=LO), info.appliance_id)
+    box = _by_id(await discover(1.5, interfaces=PEER), info.appliance_id)
     assert box.name == info.instance
     assert box.url == "https://127.0.0.1:9443"
     assert (box.addresses, box.port) == (["127.0.0.1"], 9443)
@@ -192,7 +201,7 @@ async def test_advertise_then_discover_finds_every_field(advertisers: list[Adver
     assert box.txt["api"] == "/v1" and box.txt["tls"] == "1" and box.txt["auth"] == "key"
     assert box.txt["txtvers"] == "1"
     # The same instance is also a plain HTTPS service for generic browsers.
-    aiozc = AsyncZeroconf(interfaces=LO, ip_version=IPVersion.V4Only)
+    aiozc = AsyncZeroconf(interfaces=PEER, ip_version=IPVersion.V4Only)
     try:
         https = await aiozc.async_get_service_info(HTTPS_TYPE, f"{adv.name}.{HTTPS_TYPE}", 3000)
     finally:
@@ -208,10 +217,10 @@ async def test_name_conflict_renames_the_second_and_both_are_found(
     first = _info()
     second = _info(first.instance, hostname=first.instance + "-b", port=8444)
     a = await _start(advertisers, first)
-    b = await _start(advertisers, second)
+    b = await _start(advertisers, second, PEER)  # hears the first's unicast defence
     assert a.name == first.instance
     assert b.name != a.name and b.name.startswith(first.instance + "-")
-    boxes = await discover(1.5, interfaces=LO)
+    boxes = await discover(1.5, interfaces=PEER)
     assert _by_id(boxes, first.appliance_id).name == a.name
     found_b = _by_id(boxes, second.appliance_id)
     assert (found_b.name, found_b.port) == (b.name, 8444)
@@ -222,7 +231,7 @@ async def test_one_box_seen_twice_is_listed_once(advertisers: list[Advertiser]) 
     info = _info()
     twin = _info(appliance_id=info.appliance_id)  # same box, a second (stale) instance name
     await asyncio.gather(_start(advertisers, info), _start(advertisers, twin))
-    boxes = await discover(1.5, interfaces=LO)
+    boxes = await discover(1.5, interfaces=PEER)
     assert [b.name for b in boxes if b.appliance_id == info.appliance_id] == [
         min(info.instance, twin.instance)
     ]
@@ -243,7 +252,7 @@ async def test_stop_withdraws_the_record(advertisers: list[Advertiser]) -> None:
                 state_change, asyncio.Event()
             ).set()
 
-    aiozc = AsyncZeroconf(interfaces=LO, ip_version=IPVersion.V4Only)
+    aiozc = AsyncZeroconf(interfaces=PEER, ip_version=IPVersion.V4Only)
     browser = AsyncServiceBrowser(aiozc.zeroconf, [SERVICE_TYPE], handlers=[on_change])
     try:
         await asyncio.wait_for(added.wait(), 5)
@@ -252,14 +261,14 @@ async def test_stop_withdraws_the_record(advertisers: list[Advertiser]) -> None:
     finally:
         await browser.async_cancel()
         await aiozc.async_close()
-    assert info.appliance_id not in [b.appliance_id for b in await discover(1.0, LO)]
+    assert info.appliance_id not in [b.appliance_id for b in await discover(1.0, PEER)]
 
 
 @needs_lo
 async def test_update_reannounces_a_new_fingerprint(advertisers: list[Advertiser]) -> None:
     info = _info()
     adv = await _start(advertisers, info)
-    assert _by_id(await discover(1.0, LO), info.appliance_id).fingerprint == info.fingerprint
+    assert _by_id(await discover(1.0, PEER), info.appliance_id).fingerprint == info.fingerprint
     wanted = f"{adv.name}.{SERVICE_TYPE}"
     updated = asyncio.Event()
 
@@ -269,7 +278,7 @@ async def test_update_reannounces_a_new_fingerprint(advertisers: list[Advertiser
         if name == wanted and state_change is ServiceStateChange.Updated:
             updated.set()
 
-    aiozc = AsyncZeroconf(interfaces=LO, ip_version=IPVersion.V4Only)
+    aiozc = AsyncZeroconf(interfaces=PEER, ip_version=IPVersion.V4Only)
     browser = AsyncServiceBrowser(aiozc.zeroconf, [SERVICE_TYPE], handlers=[on_change])
     try:
         await asyncio.sleep(0.5)  # the browser has seen the service before it changes
@@ -281,7 +290,7 @@ async def test_update_reannounces_a_new_fingerprint(advertisers: list[Advertiser
         await browser.async_cancel()
         await aiozc.async_close()
     assert adv.name == info.instance
-    box = _by_id(await discover(1.0, LO), info.appliance_id)
+    box = _by_id(await discover(1.0, PEER), info.appliance_id)
     assert (box.fingerprint, box.version) == (new_fp, "0.2.0")
 
 
@@ -292,11 +301,11 @@ def test_cli_discover_lists_the_box(cli: Cli) -> None:
     adv = Advertiser(info, interfaces=LO)
     try:
         lt.run(adv.start(), 15)
-        r = cli.ok("discover", "--timeout", "1.5", "--interface", "127.0.0.1", "--json")
+        r = cli.ok("discover", "--timeout", "1.5", "--interface", PEER[0], "--json")
         (row,) = [b for b in r.json if b["appliance_id"] == info.appliance_id]
         assert row["url"] == "https://127.0.0.1:8443"
         assert row["fingerprint"] == info.fingerprint and row["series"] == "S"
-        table = cli.ok("discover", "--timeout", "1", "--interface", "127.0.0.1").out
+        table = cli.ok("discover", "--timeout", "1", "--interface", PEER[0]).out
         header, *lines = table.splitlines()
         assert header.split() == ["NAME", "URL", "SERIES", "FINGERPRINT"]
         assert any(
