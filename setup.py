@@ -2,8 +2,8 @@
 
 - The masking engine: the detectors run over every prompt of a project with masking rules, and
   their per-value work (match, check digits, placeholder) is Python-level code that mypyc, from
-  the same typed source, runs about 1.35x faster (`python -m bench.masking`); a streamed
-  answer's placeholders are put back about 1.5x faster.
+  the same typed source, runs 1.35-2.1x faster (`python -m bench.masking`, two development
+  VMs); a streamed answer's placeholders are put back 1.5-2.5x faster.
 - Budgets, rate limits, the spend breaker and prices: a governed request runs them before and
   after its call; compiled, they cost about 40k fewer instructions per request
   (`python -m bench.instructions`, aigw-gov against aigw).
