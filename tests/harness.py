@@ -90,7 +90,7 @@ class Stack:
             "azure": FakeAzure(),
         }
         self.port = free_port()
-        raw = {
+        raw: dict[str, dict[str, Any]] = {
             "server": {"port": self.port, "max_body_bytes": 64 * 1024},
             "state": {"dir": str(state_dir)},
             "upstream": {"connect_timeout": 2, "first_byte_timeout": 2, "idle_timeout": 1},
