@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
@@ -20,39 +19,17 @@ def app_for(box: Box) -> ConsoleApp:
 
 
 async def settle(pilot: Pilot[Any]) -> None:
-    """Let workers finish and their results reach the screen."""
+    """Let workers finish, their results reach the screen and every table measure its rows (on
+    an Idle event; `tui.table.Table` then repaints them at their measured widths)."""
     for _ in range(3):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-    # A DataTable sizes its columns on an Idle event after rows arrive; on a busy machine the
-    # frame can be taken before that (columns cut at their headers' widths), or rows can land
-    # after one check. Wait until no table has sizing pending, every auto-width column is as
-    # wide as its widest cell, and every table's rows and column widths stayed the same across
-    # two checks a moment apart.
-    last: list[tuple[int, tuple[int, ...]]] | None = None
     for _ in range(100):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.05)
-        tables = list(pilot.app.screen.query(DataTable))
-        pending = any(
-            t._require_update_dimensions or t._updated_cells or _narrow(t) for t in tables
-        )
-        shape = [
-            (t.row_count, tuple(c.get_render_width(t) for c in t.columns.values())) for t in tables
-        ]
-        if not pending and shape == last:
+        tables = pilot.app.screen.query(DataTable)
+        if not any(t._require_update_dimensions or t._updated_cells for t in tables):
             break
-        last = shape
-
-
-def _narrow(table: DataTable[Any]) -> bool:
-    """Whether an auto-width column is narrower than one of its cells (not sized yet)."""
-    for key, column in table.columns.items():
-        if column.auto_width and table.row_count:
-            widest = max(cell_len(str(v)) for v in table.get_column(key))
-            if column.content_width < widest:
-                return True
-    return False
+        await pilot.pause(0.05)
+        await pilot.app.workers.wait_for_complete()
 
 
 def text(app: ConsoleApp, selector: str) -> str:
